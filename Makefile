@@ -1,0 +1,35 @@
+# The two commands that matter (see README.md):
+#   make run    set up .venv, get Fashion-MNIST, run the main job (BadNets 10%, no defense, classroom scale)
+#   make test   set up .venv and run the test suite (pytest + notebooks)
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+ARGS ?=
+
+.PHONY: setup data run test bench clean
+
+$(BIN)/asdkit: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet torch==2.14.1 torchvision==0.29.1 || $(BIN)/pip install --quiet torch torchvision
+	$(BIN)/pip install --quiet -e '.[notebooks,test]'
+	touch $(BIN)/asdkit
+
+setup: $(BIN)/asdkit
+
+# Debian/Ubuntu ship Fashion-MNIST as a package; elsewhere the first run downloads it with torchvision.
+data:
+	@if [ ! -d /usr/share/datasets/fashion-mnist ] && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		apt-get install -y -qq dataset-fashion-mnist >/dev/null || echo "apt-get failed; the loader will download Fashion-MNIST instead"; fi
+
+run: setup data
+	$(BIN)/asdkit run $(ARGS)
+
+test: setup data
+	$(BIN)/pytest -q $(ARGS)
+
+bench: setup
+	$(BIN)/python benchmarks/throughput.py
+
+clean:
+	rm -rf runs .pytest_cache

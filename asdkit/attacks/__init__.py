@@ -1,0 +1,94 @@
+"""Backdoor attacks as pure functions of uint8 image batches, and poisoning (DESIGN layer 2).
+
+``make_attack("badnets", (3, 32, 32))`` builds a trigger; ``poison(train, attack, rate=0.05,
+target=0, seed=0)`` returns a :class:`PoisonedSet`; ``asr_testset(test, attack, target=0)``
+the set the attack success rate is measured on.
+"""
+from __future__ import annotations
+
+import inspect
+
+from ._common import LOCATIONS, bad_param
+from .badnets import BadNets
+from .base import Attack
+from .blend import Blend
+from .poison import DEFAULT_NOISE_RATE, LABEL_MODES, PoisonedSet, asr_testset, poison
+from .sig import SIG
+from .trojan import Trojan
+from .wanet import WaNet
+
+#: The implemented attacks, by the name configs and records use.
+ATTACKS: dict[str, type[Attack]] = {
+    "badnets": BadNets,
+    "blend": Blend,
+    "wanet": WaNet,
+    "sig": SIG,
+    "trojan": Trojan,
+}
+
+#: Attacks of the papers not implemented yet (they need a trained generator, PGD or an
+#: external image set): label-consistent (CLB), input-aware (IAB), Refool, adaptive patch.
+PLANNED = ("clb", "iab", "refool", "adaptive-patch")
+
+
+def attack_options(name: str) -> tuple[str, ...]:
+    """The keyword options the attack ``name`` accepts (``seed`` included where it draws randomness)."""
+    parameters = inspect.signature(ATTACKS[name].__init__).parameters.values()
+    return tuple(p.name for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY)
+
+
+def make_attack(name, shape, *, seed=0, **options) -> Attack:
+    """Build the attack ``name`` for images of ``shape`` (the registry of ASD App. B.2's attacks).
+
+    Parameters
+    ----------
+    name : {"badnets", "blend", "wanet", "sig", "trojan"}
+        Registry key, see ``ATTACKS``; the names in ``PLANNED`` are not implemented yet.
+    shape : tuple of int
+        ``(C, H, W)`` of the images.
+    seed : int, default=0
+        Seed of the attack's fixed random pattern (Blend noise, WaNet field, Trojan square);
+        ignored by the deterministic attacks (BadNets, SIG).
+    **options
+        The attack's own keyword options, e.g. ``ratio=0.1`` for Blend.
+
+    Returns
+    -------
+    Attack
+        The attack, with ``name`` equal to the registry key.
+    """
+    if isinstance(name, str) and name in PLANNED:
+        raise ValueError(
+            f"The 'name' parameter of make_attack is the planned attack {name!r}, which is not implemented yet. "
+            f"Implemented: {tuple(ATTACKS)}."
+        )
+    if not (isinstance(name, str) and name in ATTACKS):
+        raise bad_param("name", "make_attack", f"one of {tuple(ATTACKS)} (planned, not implemented yet: {PLANNED})", name)
+    valid = attack_options(name)
+    unknown = sorted(set(options) - set(valid))
+    if unknown:
+        shown = tuple(v for v in valid if v != "seed")
+        raise ValueError(f"Unknown option(s) {unknown} for make_attack({name!r}, ...); valid options: {shown} and seed.")
+    if "seed" in valid:
+        options["seed"] = seed
+    return ATTACKS[name](shape, **options)
+
+
+__all__ = [
+    "ATTACKS",
+    "DEFAULT_NOISE_RATE",
+    "LABEL_MODES",
+    "LOCATIONS",
+    "PLANNED",
+    "Attack",
+    "BadNets",
+    "Blend",
+    "PoisonedSet",
+    "SIG",
+    "Trojan",
+    "WaNet",
+    "asr_testset",
+    "attack_options",
+    "make_attack",
+    "poison",
+]

@@ -1,0 +1,16 @@
+"""Data sets as in-memory tensors: loaders, subsets, seed samples (DESIGN layer 1)."""
+from .loaders import DATASETS, DataUnavailableError, data_dir, describe, load
+from .sampling import seed_samples, stratified_subset
+from .types import DataSplits, ImageSet
+
+__all__ = [
+    "DATASETS",
+    "DataSplits",
+    "DataUnavailableError",
+    "ImageSet",
+    "data_dir",
+    "describe",
+    "load",
+    "seed_samples",
+    "stratified_subset",
+]

@@ -1,0 +1,173 @@
+"""Run records (DESIGN layer 7): one folder per run, keyed by a hash of its config, written atomically.
+
+A run folder ``<runs>/<defense>-<attack>-<hash>/`` holds
+
+- ``record.pt`` — the config (as JSON), the code version, per-epoch metrics (ACC, ASR,
+  loss, seconds...), per-epoch per-sample arrays (losses as float16, clean-pool
+  membership as bool), the ground truth (``is_poison``, ``true_label``, ``observed_label``),
+  named snapshots and the final summary;
+- ``checkpoint.pt`` — model, optimiser and scheduler state after the last finished epoch
+  (what a resumed run starts from);
+- ``model.pt`` — the final weights, once the run is done.
+
+Every file is written to a temporary name and moved into place (``os.replace``), so an
+interrupted run never leaves a half-written file; every file is read with
+``torch.load(..., weights_only=True)``, so a record from a stranger cannot run code.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+__all__ = ["Record", "RecordError", "save_atomic", "load_checked", "runs_dir", "FORMAT"]
+
+FORMAT = 1
+
+
+class RecordError(ValueError):
+    """A record or checkpoint that cannot be read: corrupt, truncated or of another format."""
+
+
+def runs_dir() -> Path:
+    """Where runs are stored: ``$ASDKIT_RUNS`` or ``./runs``."""
+    return Path(os.environ.get("ASDKIT_RUNS", "runs"))
+
+
+def save_atomic(obj: Any, path: Path) -> None:
+    """``torch.save`` to a temporary file beside ``path``, then move it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def load_checked(path: Path, *, required: tuple[str, ...] = ()) -> dict:
+    """``torch.load(weights_only=True)`` with a clear error for a corrupt or foreign file."""
+    path = Path(path)
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as exc:  # pickle, zip and weights-only errors all mean the same to a user
+        raise RecordError(f"{path} is corrupt or not an asdkit file ({type(exc).__name__}: {str(exc)[:120]}). "
+                          f"Delete it (or its run folder) and run again.") from None
+    if not isinstance(obj, dict) or any(k not in obj for k in required):
+        raise RecordError(f"{path} is not a complete asdkit file (missing {[k for k in required if not isinstance(obj, dict) or k not in obj]}). "
+                          f"Delete it (or its run folder) and run again.")
+    return obj
+
+
+class Record:
+    """The numbers of one run: config, per-epoch metrics and per-sample arrays, snapshots, summary.
+
+    ``metrics`` is a list (one dict per finished epoch); ``epoch_arrays[name]`` a list of
+    tensors (one per epoch); ``arrays`` holds per-run tensors (the ground truth);
+    ``snapshots[name]`` holds any dict of tensors a figure needs at a named moment.
+    """
+
+    def __init__(self, config: dict, *, code_version: str = "") -> None:
+        self.config = config
+        self.code_version = code_version
+        self.status = "running"
+        self.metrics: list[dict[str, Any]] = []
+        self.epoch_arrays: dict[str, list[torch.Tensor]] = {}
+        self.arrays: dict[str, torch.Tensor] = {}
+        self.snapshots: dict[str, dict[str, Any]] = {}
+        self.summary: dict[str, Any] = {}
+        self.path: Path | None = None
+
+    # -- building ---------------------------------------------------------------------------
+    def add_epoch(self, metrics: dict[str, Any], arrays: dict[str, torch.Tensor] | None = None) -> None:
+        """Append one finished epoch: scalar metrics and per-sample arrays (floats stored as float16)."""
+        epoch = len(self.metrics)
+        for name, value in (arrays or {}).items():
+            lst = self.epoch_arrays.setdefault(name, [])
+            while len(lst) < epoch:  # an array first logged in a later epoch: pad earlier epochs
+                lst.append(torch.empty(0))
+            value = value.detach().cpu()
+            lst.append(value.half() if value.is_floating_point() else value)
+        self.metrics.append({"epoch": epoch, **metrics})
+
+    def truncate(self, epochs: int) -> None:
+        """Forget everything after the first ``epochs`` epochs (resume after a checkpoint)."""
+        self.metrics = self.metrics[:epochs]
+        self.epoch_arrays = {k: v[:epochs] for k, v in self.epoch_arrays.items()}
+        self.status = "running"
+
+    # -- reading ----------------------------------------------------------------------------
+    def metric(self, name: str) -> list[Any]:
+        """One metric per epoch (None where an epoch did not log it)."""
+        return [m.get(name) for m in self.metrics]
+
+    def epoch_array(self, name: str, epoch: int = -1) -> torch.Tensor:
+        """The per-sample array ``name`` of one epoch (default the last), as float32 / bool."""
+        if name not in self.epoch_arrays:
+            raise KeyError(f"This record has no per-epoch array {name!r}; it has {sorted(self.epoch_arrays)}.")
+        t = self.epoch_arrays[name][epoch]
+        return t.float() if t.is_floating_point() else t
+
+    @property
+    def epochs(self) -> int:
+        return len(self.metrics)
+
+    # -- storage ----------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "config": json.dumps(self.config, sort_keys=True),
+            "code_version": self.code_version,
+            "status": self.status,
+            "metrics": json.dumps(self.metrics),
+            "epoch_arrays": self.epoch_arrays,
+            "arrays": self.arrays,
+            "snapshots": self.snapshots,
+            "summary": json.dumps(self.summary),
+        }
+
+    def save(self, path: Path | None = None) -> Path:
+        path = Path(path or self.path)
+        save_atomic(self.to_dict(), path)
+        self.path = path
+        return path
+
+    @classmethod
+    def load(cls, path: Path | str) -> "Record":
+        """Read a record; a corrupt or foreign file raises :class:`RecordError` naming it."""
+        path = Path(path)
+        if path.is_dir():
+            path = path / "record.pt"
+        if not path.exists():
+            raise FileNotFoundError(f"No record at {path}. Runs are stored under {runs_dir()} (set ASDKIT_RUNS to change).")
+        d = load_checked(path, required=("format", "config", "metrics", "epoch_arrays", "arrays", "summary"))
+        if d["format"] != FORMAT:
+            raise RecordError(f"{path} has record format {d['format']}, this asdkit reads format {FORMAT}.")
+        try:
+            rec = cls(json.loads(d["config"]), code_version=d.get("code_version", ""))
+            rec.status = d.get("status", "running")
+            rec.metrics = json.loads(d["metrics"])
+            rec.epoch_arrays = d["epoch_arrays"]
+            rec.arrays = d["arrays"]
+            rec.snapshots = d.get("snapshots", {})
+            rec.summary = json.loads(d["summary"])
+        except (TypeError, ValueError, json.JSONDecodeError) as exc:
+            raise RecordError(f"{path} is corrupt ({exc}). Delete its run folder and run again.") from None
+        rec.path = path
+        return rec
+
+    def __repr__(self) -> str:
+        c = self.config
+        return f"Record({c.get('defense')} vs {c.get('attack')} on {c.get('dataset')}, {self.epochs} epochs, {self.status})"
