@@ -124,6 +124,45 @@ class Run:
         self._pending[0].update(metrics)
         self._pending[1].update(arrays or {})
 
+    def log_clean_pool(self, clean_pool: torch.Tensor, l1_loss: torch.Tensor, *, hard_fraction: float = 0.1) -> None:
+        """Record D_C of this epoch and, from the ground truth (never shown to a policy), what is in it.
+
+        ``poison_in_pool``: poisoned samples in D_C; ``hard_in_pool``: clean-hard samples in
+        D_C, the clean samples among the ``hard_fraction`` of the set with the largest L1
+        loss (002 Section 5.2: 5,000 of 50,000).
+        """
+        is_poison = self.train.is_poison
+        k = int(round(hard_fraction * len(l1_loss)))
+        hardest = torch.zeros_like(is_poison)
+        hardest[torch.argsort(l1_loss, descending=True, stable=True)[:k]] = True
+        clean_hard = hardest & ~is_poison
+        self.log(arrays={"clean_pool": clean_pool.clone()}, pool_size=int(clean_pool.sum()),
+                 poison_in_pool=int((clean_pool & is_poison).sum()), hard_in_pool=int((clean_pool & clean_hard).sum()),
+                 clean_hard=int(clean_hard.sum()))
+
+    def pool_summary(self) -> dict[str, Any]:
+        """Isolation figures over the run: the most poisoned samples ever in D_C (Tables 11-12) and the last pool's TPR/FPR."""
+        n_poison = int(self.train.is_poison.sum())
+        counts = [m.get("poison_in_pool", 0) for m in self.record.metrics]
+        last = self.record.epoch_array("clean_pool")
+        flagged = ~last  # D_P: what the defense treats as possibly poisoned
+        is_poison = self.train.is_poison
+        return {
+            "max_poison_in_clean_pool": max(counts) if counts else 0,
+            "max_poison_fraction_in_clean_pool": max(counts) / n_poison if counts and n_poison else 0.0,
+            "tpr": float((flagged & is_poison).sum() / max(1, n_poison)),
+            "fpr": float((flagged & ~is_poison).sum() / max(1, int((~is_poison).sum()))),
+        }
+
+    def snapshot_losses(self, name: str) -> None:
+        """Store CE and SCE losses of every training sample under the current model as snapshot ``name``."""
+        from .engine import predict
+        from .losses import cross_entropy, sce_loss
+
+        logits = predict(self.model, self.x, normalize=self.normalize, batch_size=self.config.eval_batch_size)
+        y = self.y.to(logits.device)
+        self.record.snapshots[name] = {"ce": cross_entropy(logits, y).half().cpu(), "sce": sce_loss(logits, y).half().cpu()}
+
     def evaluate(self) -> dict[str, float]:
         """ACC on the clean test set and ASR on the triggered non-target test set, now."""
         tx, ty, ax, ay = self._test

@@ -5,3 +5,36 @@ from pathlib import Path
 ROOT = str(Path(__file__).resolve().parents[1])
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
+
+
+# --- shared fixtures for the engine/runner/cli tests (appended; keep small) -------------------
+import pytest  # noqa: E402
+
+DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+
+
+@pytest.fixture(scope="session")
+def fmnist_dir(tmp_path_factory):
+    """A session-wide ASDKIT_DATA folder, so Fashion-MNIST's cache file is built once per session."""
+    if not DEBIAN_FASHION_MNIST.is_dir():
+        pytest.skip(f"Fashion-MNIST is absent ({DEBIAN_FASHION_MNIST}; apt-get install dataset-fashion-mnist)")
+    return tmp_path_factory.mktemp("asdkit-data")
+
+
+@pytest.fixture
+def runs_env(fmnist_dir, tmp_path, monkeypatch):
+    """ASDKIT_DATA = the session data folder, ASDKIT_RUNS = a fresh temporary folder (returned)."""
+    monkeypatch.setenv("ASDKIT_DATA", str(fmnist_dir))
+    monkeypatch.setenv("ASDKIT_RUNS", str(tmp_path / "runs"))
+    return tmp_path / "runs"
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread: on a shared 2-core machine two OpenMP threads run 5-20x slower."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

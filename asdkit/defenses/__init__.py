@@ -1,7 +1,7 @@
 """Defenses as short schedules over shared split policies and pool operations (DESIGN layer 6).
 
 Each defense registers a :class:`DefenseSpec`: its ``run(run) -> extra summary`` function
-and the config each scale needs. Planned: ``asd``, ``abl``, ``dbd``, ``pipd``.
+and the config each scale needs. Planned: ``abl``, ``dbd``, ``pipd``.
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ class DefenseSpec:
     check: Callable[[Any], None] | None = None  # validates defense options on a prepared Run
 
 
-from . import baseline  # noqa: E402
+from . import asd, baseline  # noqa: E402
 
-DEFENSES: dict[str, DefenseSpec] = {spec.name: spec for spec in (baseline.SPEC,)}
-PLANNED_DEFENSES = ("asd", "abl", "dbd", "pipd")
+DEFENSES: dict[str, DefenseSpec] = {spec.name: spec for spec in (baseline.SPEC, asd.SPEC)}
+PLANNED_DEFENSES = ("abl", "dbd", "pipd")

@@ -1,8 +1,7 @@
 """No defense: plain supervised training on the whole poisoned set (the papers' "No Defense" column)."""
 from __future__ import annotations
 
-from ..engine import epoch_generator, predict, train_epoch
-from ..losses import cross_entropy, sce_loss
+from ..engine import epoch_generator, train_epoch
 from . import DefenseSpec
 
 
@@ -18,9 +17,7 @@ def run_none(run) -> dict:
         per_sample = result.sample_loss.new_empty(n)
         per_sample[result.index] = result.sample_loss
         run.log(loss=result.loss, arrays={"train_loss": per_sample})
-    logits = predict(run.model, run.x, normalize=run.normalize, batch_size=c.eval_batch_size)
-    y = run.y.to(logits.device)
-    run.record.snapshots["final"] = {"ce": cross_entropy(logits, y).half().cpu(), "sce": sce_loss(logits, y).half().cpu()}
+    run.snapshot_losses("final")
     return {}
 
 

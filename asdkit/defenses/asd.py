@@ -1,0 +1,170 @@
+"""ASD — Adaptively Splitting poisoned Dataset (002, Algorithm 1), as a schedule of shared pieces.
+
+Every epoch T:
+    L1 ← SCE loss of f_θ on the whole poisoned set D
+    T < T1:  D_C ← seeds ∪ per class the T/t·n lowest-L1 samples      (class-aware loss-guided split)
+    T < T2:  D_C ← the α lowest-L1 samples of D                         (class-agnostic loss-guided split)
+    T < T3:  θ' ← θ; one epoch of CE on D for θ's last layers; D_C ← the γ samples of least L1(θ) − L1(θ')  (meta-split)
+    D_P ← D \\ D_C;  one epoch of MixMatch on (D_C labelled, D_P unlabelled)
+
+Options (``--set defense.NAME=VALUE``) cover every ablation of the paper; see :data:`DEFAULTS`.
+"""
+from __future__ import annotations
+
+import copy
+import time
+from typing import Any
+
+import torch
+
+from ..data import seed_samples
+from ..engine import epoch_generator, score, train_epoch
+from ..losses import cross_entropy, sce_loss
+from ..models import last_layers
+from ..semi import MixMatchConfig, mixmatch_epoch
+from . import DefenseSpec
+from .policies import class_agnostic_loss_split, class_aware_loss_split, meta_split
+
+# Paper-scale defaults (002 Section 5.1 and appendix B.3; the authors' code where the paper is silent).
+DEFAULTS: dict[str, Any] = {
+    "t1": 60, "t2": 90,  # stage 1 ends at epoch T1, stage 2 at T2, stage 3 at T3 = config.epochs (120)
+    "stages": "123",  # which stages run; a skipped stage's epochs go to the next stage that runs (Fig. 6)
+    "stage1_split": "class-aware", "stage2_split": "class-agnostic",  # swap them for Fig. 11
+    "seeds_per_class": 10,  # w: clean seed samples a class
+    "poisoned_seeds": 0,  # k poisoned samples slipped into the seeds (Table 5)
+    "warmup_every": 5, "warmup_step": 10,  # t and n: the per-class pool grows by n every t epochs (Fig. 7)
+    "alpha": 0.5, "gamma": 0.5,  # split rates of stages 2 and 3 (Fig. 13)
+    "meta_epochs": 1, "meta_lr": 0.015, "meta_layers": 3, "meta_optimizer": "adam", "meta_batch_size": 128,  # Fig. 12
+    "iterations": 1024, "mixmatch_batch_size": 64, "temperature": 0.5, "mixup_alpha": 0.75, "lambda_u": 15.0,
+    "sce_alpha": 0.1, "sce_beta": 1.0,
+    "clean_hard_fraction": 0.1,  # 002 Section 5.2: the 5,000 of 50,000 samples with the largest L1 loss
+}
+_SPLITS = ("class-aware", "class-agnostic")
+
+
+def options(run) -> dict[str, Any]:
+    """DEFAULTS updated by the config's defense_args, validated (unknown names, ranges, stage boundaries)."""
+    c = run.config
+    unknown = sorted(set(c.defense_args) - set(DEFAULTS))
+    if unknown:
+        raise ValueError(f"Unknown ASD option(s) {unknown}; ASD options: {sorted(DEFAULTS)}.")
+    o = {**DEFAULTS, **c.defense_args}
+    if not 0 <= o["t1"] <= o["t2"] <= c.epochs:
+        raise ValueError(f"ASD needs 0 <= t1 <= t2 <= epochs; got t1={o['t1']}, t2={o['t2']}, epochs={c.epochs}.")
+    if not set(str(o["stages"])) <= set("123") or not str(o["stages"]):
+        raise ValueError(f"The 'stages' option of ASD must be a non-empty subset of '123'. Got {o['stages']!r} instead.")
+    for key in ("alpha", "gamma", "clean_hard_fraction"):
+        if not 0 < o[key] < 1:
+            raise ValueError(f"The '{key}' option of ASD must be a float in the range (0, 1). Got {o[key]!r} instead.")
+    for key in ("stage1_split", "stage2_split"):
+        if o[key] not in _SPLITS:
+            raise ValueError(f"The '{key}' option of ASD must be one of {list(_SPLITS)}. Got {o[key]!r} instead.")
+    if o["meta_optimizer"] not in ("adam", "sgd"):
+        raise ValueError(f"The 'meta_optimizer' option of ASD must be 'adam' or 'sgd'. Got {o['meta_optimizer']!r} instead.")
+    for key in ("warmup_every", "iterations", "mixmatch_batch_size", "meta_epochs", "meta_layers", "seeds_per_class"):
+        if not isinstance(o[key], int) or o[key] < 1:
+            raise ValueError(f"The '{key}' option of ASD must be a positive int. Got {o[key]!r} instead.")
+    if not 0 <= o["poisoned_seeds"] <= o["seeds_per_class"] * run.num_classes:
+        raise ValueError(f"The 'poisoned_seeds' option of ASD must be in [0, {o['seeds_per_class'] * run.num_classes}]. Got {o['poisoned_seeds']!r} instead.")
+    return o
+
+
+def stage_of(epoch: int, o: dict[str, Any], epochs: int) -> int:
+    """The stage (1, 2 or 3) that runs at ``epoch``; a skipped stage's epochs go to the next stage that runs."""
+    ends = {1: o["t1"], 2: o["t2"], 3: epochs}
+    natural = 1 if epoch < ends[1] else 2 if epoch < ends[2] else 3
+    running = [s for s in (1, 2, 3) if str(s) in str(o["stages"])]
+    later = [s for s in running if s >= natural]
+    return later[0] if later else running[-1]
+
+
+def clean_seeds(run, o: dict[str, Any]) -> torch.Tensor:
+    """w clean seed samples a class (002 Section 4.1), drawn from non-poisoned samples; k of them swapped for poisoned ones (Table 5)."""
+    t = run.train
+    seeds = seed_samples(t.observed_label, o["seeds_per_class"], seed=run.config.seed, exclude=t.is_poison)
+    k = o["poisoned_seeds"]
+    if k:
+        g = torch.Generator().manual_seed(run.config.seed + 1)
+        poisoned = t.poison_index[torch.randperm(len(t.poison_index), generator=g)[:k]]
+        seeds = torch.cat([seeds[torch.randperm(len(seeds), generator=g)[k:]], poisoned])
+    return seeds.sort().values
+
+
+def virtual_model_losses(run, o: dict[str, Any], epoch: int, l1) -> torch.Tensor:
+    """L1 under the virtual model θ' after ``meta_epochs`` of CE on the whole poisoned set, updating only the last layers (Eq. 3)."""
+    c = run.config
+    virtual = copy.deepcopy(run.model)
+    for p in virtual.parameters():
+        p.requires_grad_(False)
+    params = [p for m in last_layers(virtual, o["meta_layers"]) for p in m.parameters()]
+    for p in params:
+        p.requires_grad_(True)
+    opt = (torch.optim.Adam(params, lr=o["meta_lr"]) if o["meta_optimizer"] == "adam"
+           else torch.optim.SGD(params, lr=o["meta_lr"], momentum=0.9))
+    for e in range(o["meta_epochs"]):
+        train_epoch(virtual, run.x, run.y, run.all_index, opt, normalize=run.normalize, loss_fn=cross_entropy,
+                    generator=epoch_generator(c.seed, epoch, stream=2 + e), batch_size=o["meta_batch_size"],
+                    pad=c.pad, flip=run.train.data.hflip)
+    return score(virtual, run.x, run.y, l1, normalize=run.normalize, batch_size=c.eval_batch_size)
+
+
+def run_asd(run) -> dict[str, Any]:
+    """Algorithm 1 of 002: three stages of pool maintenance, MixMatch as the pool operation."""
+    c = run.config
+    o = options(run)
+    mm = MixMatchConfig(iterations=o["iterations"], batch_size=o["mixmatch_batch_size"], temperature=o["temperature"],
+                        alpha=o["mixup_alpha"], lambda_u=o["lambda_u"], rampup_epochs=float(c.epochs))
+    l1 = lambda logits, y: sce_loss(logits, y, alpha=o["sce_alpha"], beta=o["sce_beta"])  # noqa: E731
+    last_layers(run.model, o["meta_layers"])  # validates meta_layers against this model, before training
+    seeds = clean_seeds(run, o)
+    run.record.arrays["seeds"] = seeds
+    run.make_optimizer(steps_per_epoch=o["iterations"])
+    splits = {"class-aware": lambda e, losses: class_aware_loss_split(
+                  losses, run.train.observed_label, seeds=seeds, per_class=(e // o["warmup_every"]) * o["warmup_step"]),
+              "class-agnostic": lambda e, losses: class_agnostic_loss_split(losses, rate=o["alpha"])}
+    for epoch in run.epochs():
+        stage = stage_of(epoch, o, c.epochs)
+        t0 = time.perf_counter()
+        losses = score(run.model, run.x, run.y, l1, normalize=run.normalize, batch_size=c.eval_batch_size)
+        arrays = {"l1_loss": losses}
+        if stage == 3:
+            virtual = virtual_model_losses(run, o, epoch, l1)
+            reduction = losses - virtual
+            clean = meta_split(reduction, rate=o["gamma"])
+            arrays.update(virtual_loss=virtual, loss_reduction=reduction)
+        else:
+            clean = splits[o[f"stage{stage}_split"]](epoch, losses)
+        split_seconds = time.perf_counter() - t0
+        stats = mixmatch_epoch(run.model, run.x, run.y, clean, run.optimizer, num_classes=run.num_classes, epoch=epoch,
+                               config=mm, normalize=run.normalize, generator=epoch_generator(c.seed, epoch, stream=1),
+                               pad=c.pad, flip=run.train.data.hflip, progress=run.progress, scheduler=run.scheduler)
+        run.log_clean_pool(clean, losses, hard_fraction=o["clean_hard_fraction"])
+        run.log(arrays=arrays, stage=stage, split_seconds=round(split_seconds, 3), **stats)
+        if stage != 3 and epoch + 1 < c.epochs and stage_of(epoch + 1, o, c.epochs) == 3:
+            # Fig. 3 (a)-(c) are drawn from the model as it leaves stage 2.
+            run.record.snapshots["end_of_stage2"] = {"model": {k: v.detach().cpu().clone() for k, v in run.model.state_dict().items()},
+                                                     "epoch": torch.tensor(epoch)}
+    run.snapshot_losses("final")  # Fig. 3 (d)
+    return run.pool_summary()
+
+
+def check(run) -> None:
+    """Validate ASD's options and seeds against the prepared data before training."""
+    o = options(run)
+    seed_samples(run.train.observed_label, o["seeds_per_class"], seed=run.config.seed, exclude=run.train.is_poison)
+
+
+SPEC = DefenseSpec(
+    name="asd",
+    run=run_asd,
+    check=check,
+    summary="ASD: seeds → class-aware → class-agnostic → meta-split pools, MixMatch (002)",
+    presets={
+        # 002 B.3: Adam 0.002, batch 64, 120 epochs, T1/T2 = 60/90, 1,024 MixMatch iterations an epoch.
+        "paper": dict(epochs=120, optimizer="adam", lr=0.002, weight_decay=0.0, schedule="constant", milestones=()),
+        "classroom": dict(epochs=12, optimizer="adam", lr=0.002, schedule="constant", train_size=20000,
+                          defense_args={"t1": 8, "t2": 10, "warmup_every": 1, "warmup_step": 190, "iterations": 200}),
+        "smoke": dict(epochs=4, optimizer="adam", lr=0.002, schedule="constant",
+                      defense_args={"t1": 2, "t2": 3, "warmup_every": 1, "warmup_step": 40, "iterations": 20}),
+    },
+)

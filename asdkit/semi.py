@@ -1,0 +1,132 @@
+"""Semi-supervised pool operations (DESIGN layer 5): MixMatch, with the place for UDA and ReMixMatch.
+
+ASD (002 Eq. 2, appendix J) and DBD (004 Section 3.3) train on the clean pool D_C with its
+labels and on the polluted pool D_P without them. :func:`mixmatch_epoch` is one epoch of
+MixMatch (Berthelot et al. 2019) with the settings of 002 appendix B.3: K = 2 augmentations,
+sharpening T = 0.5, MixUp Beta(0.75, 0.75), λ_u = 15 ramped up linearly over the run.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .engine import Normalizer, augment, autocast
+
+__all__ = ["MixMatchConfig", "sharpen", "mixmatch_loss", "mixmatch_epoch", "SEMI_METHODS", "PoolSampler"]
+
+
+@dataclass(frozen=True)
+class MixMatchConfig:
+    """MixMatch hyper-parameters (002 appendix B.3 / J; the ASD authors' code)."""
+
+    iterations: int = 1024  # optimiser steps per epoch (the authors' train_iteration)
+    batch_size: int = 64  # labelled batch; the unlabelled batch has the same size, two views each
+    temperature: float = 0.5  # sharpening T
+    alpha: float = 0.75  # MixUp Beta(α, α)
+    lambda_u: float = 15.0  # weight of the unlabelled loss
+    rampup_epochs: float = 120.0  # λ_u ramps up linearly over this many epochs (the whole run)
+
+
+def sharpen(p: torch.Tensor, temperature: float) -> torch.Tensor:
+    """MixMatch's sharpening: p_k^{1/T} / Σ_j p_j^{1/T} (Berthelot et al. 2019, Eq. 7)."""
+    pt = p ** (1.0 / temperature)
+    return pt / pt.sum(dim=1, keepdim=True)
+
+
+def mixmatch_loss(logits_x: torch.Tensor, targets_x: torch.Tensor, logits_u: torch.Tensor, targets_u: torch.Tensor,
+                  weight_u: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """L = L_x + w·L_u: soft-target cross-entropy on mixed labelled samples, squared error on mixed unlabelled ones.
+
+    L_u is the mean over samples *and classes* of (softmax − target)², as in MixMatch's
+    reference code and the ASD authors' copy of it. Returns (L, L_x, L_u).
+    """
+    lx = -(F.log_softmax(logits_x.float(), dim=1) * targets_x).sum(dim=1).mean()
+    lu = ((F.softmax(logits_u.float(), dim=1) - targets_u) ** 2).mean()
+    return lx + weight_u * lu, lx, lu
+
+
+class PoolSampler:
+    """Endless shuffled batches from one pool (an index tensor), reshuffled at every pass, like a re-iterated loader."""
+
+    def __init__(self, index: torch.Tensor, batch_size: int, generator: torch.Generator) -> None:
+        if len(index) == 0:
+            raise ValueError("PoolSampler needs a non-empty pool")
+        self.index, self.batch_size, self.generator = index, batch_size, generator
+        self._order, self._pos = index[:0], 0
+
+    def next(self) -> torch.Tensor:
+        if self._pos + self.batch_size > len(self._order):
+            self._order = self.index[torch.randperm(len(self.index), generator=self.generator)]
+            if len(self._order) < self.batch_size:  # tiny pool: repeat it to fill one batch
+                reps = -(-self.batch_size // len(self._order))
+                self._order = self._order.repeat(reps)
+            self._pos = 0
+        batch = self._order[self._pos:self._pos + self.batch_size]
+        self._pos += self.batch_size
+        return batch
+
+
+def mixmatch_epoch(model: nn.Module, x: torch.Tensor, y: torch.Tensor, clean_pool: torch.Tensor, optimizer: torch.optim.Optimizer,
+                   *, num_classes: int, epoch: int, config: MixMatchConfig, normalize: Normalizer, generator: torch.Generator,
+                   pad: int = 2, flip: bool = False, scheduler=None, progress=None) -> dict[str, float]:
+    """One epoch of MixMatch: D_C = ``x[clean_pool]`` with labels, D_P = the rest without (002 Eq. 2).
+
+    ``clean_pool`` is a boolean mask over the training set. Label guessing averages the
+    softmax of K = 2 augmented views (model in train mode, no gradient, as in the
+    authors' code) and sharpens it; one MixUp with λ' = max(λ, 1 − λ) mixes the
+    concatenated [labelled, view 1, view 2] batch with a random permutation of itself;
+    the mixed batch goes through the model in a single forward pass, so every BatchNorm
+    batch holds labelled and unlabelled samples together (what the reference code's
+    "interleave" achieves with three passes). Returns the mean L, L_x, L_u and λ_u weight.
+    """
+    device = x.device
+    labelled = clean_pool.nonzero().squeeze(1)
+    unlabelled = (~clean_pool).nonzero().squeeze(1)
+    if len(labelled) == 0 or len(unlabelled) == 0:
+        raise ValueError(f"MixMatch needs both pools non-empty; got |D_C| = {len(labelled)}, |D_P| = {len(unlabelled)}")
+    lab = PoolSampler(labelled, config.batch_size, generator)
+    unl = PoolSampler(unlabelled, config.batch_size, generator)
+    mixup_rng = np.random.default_rng(int(torch.randint(0, 2**62, (1,), generator=generator)))
+    model.train()
+    totals = torch.zeros(3)
+    b = config.batch_size
+    for it in range(config.iterations):
+        il, iu = lab.next().to(device), unl.next().to(device)
+        xl = normalize(augment(x[il], pad=pad, flip=flip, generator=generator))
+        xu = x[iu]
+        u1 = normalize(augment(xu, pad=pad, flip=flip, generator=generator))
+        u2 = normalize(augment(xu, pad=pad, flip=flip, generator=generator))
+        with torch.no_grad(), autocast(device):
+            p = (F.softmax(model(u1).float(), dim=1) + F.softmax(model(u2).float(), dim=1)) / 2
+            targets_u = sharpen(p, config.temperature)
+        targets_x = F.one_hot(y[il], num_classes).float()
+        all_x = torch.cat([xl, u1, u2])
+        all_t = torch.cat([targets_x, targets_u, targets_u])
+        lam = float(mixup_rng.beta(config.alpha, config.alpha))
+        lam = max(lam, 1 - lam)
+        perm = torch.randperm(len(all_x), generator=generator).to(device)
+        mixed_x = lam * all_x + (1 - lam) * all_x[perm]
+        mixed_t = lam * all_t + (1 - lam) * all_t[perm]
+        with autocast(device):
+            logits = model(mixed_x)
+        weight_u = config.lambda_u * min(1.0, (epoch + it / config.iterations) / config.rampup_epochs)
+        loss, lx, lu = mixmatch_loss(logits[:b], mixed_t[:b], logits[b:], mixed_t[b:], weight_u)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+        totals += torch.tensor([loss.item(), lx.item(), lu.item()])
+        if progress is not None:
+            progress.update(1)
+    totals /= max(1, config.iterations)
+    return {"loss": totals[0].item(), "loss_x": totals[1].item(), "loss_u": totals[2].item(), "weight_u": weight_u}
+
+
+# The semi-supervised methods of 002 Table 4. UDA and ReMixMatch plug in here with the same signature.
+SEMI_METHODS = {"mixmatch": mixmatch_epoch}
