@@ -52,7 +52,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--defense", default="none", help=f"{', '.join(DEFENSES)} (later: {', '.join(d for d in PLANNED_DEFENSES if d not in DEFENSES)})")
     p.add_argument("--scale", default="classroom", choices=SCALES, help="preset: smoke, classroom (default) or paper")
     p.add_argument("--seed", type=int, help="seed of the poison selection, the trigger, the initialisation and the batches")
-    p.add_argument("--device", default="auto", help="auto (CUDA, then Apple MPS, then CPU), cpu, cuda, cuda:N or mps")
+    p.add_argument("--device", help="auto (CUDA, then Apple MPS, then CPU), cpu, cuda, cuda:N or mps")
     p.add_argument("--model", help="compact, resnet18, vgg11, mobilenet_v2 or densenet121")
     p.add_argument("--set", dest="assignments", action="append", default=[], metavar="KEY=VALUE", help="any other config field; repeatable")
     p.add_argument("--force", action="store_true", help="train again even if a finished record exists")
@@ -74,7 +74,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
             overrides[name] = getattr(args, name)
     if args.label_mode:
         overrides["label_mode"] = args.label_mode
-    overrides["device"] = args.device
+    if args.device is not None:
+        overrides["device"] = args.device
     config = make_config(args.scale, defense=args.defense, overrides=overrides)
     summary = run(config, quiet=args.quiet, force=args.force)
     asr = summary.get("asr")

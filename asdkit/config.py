@@ -93,6 +93,9 @@ def make_config(scale: str = "classroom", *, defense: str = "none", overrides: d
     values: dict[str, Any] = dict(_BASE[scale])
     values.update(_defense_presets(defense, scale))
     values["scale"], values["defense"] = scale, defense
+    model = (overrides or {}).get("model", values.get("model", "compact"))
+    if model != "compact" and "model_args" not in (overrides or {}):
+        values.pop("model_args", None)  # the smoke preset's widths belong to the compact network only
     attack_args, defense_args = dict(values.pop("attack_args", {})), dict(values.pop("defense_args", {}))
     known = {f.name for f in fields(RunConfig)}
     for key, value in (overrides or {}).items():
@@ -139,6 +142,9 @@ def validate(config: RunConfig) -> None:
     def bad(name: str, want: str) -> ValueError:
         return ValueError(f"The '{name}' parameter must be {want}. Got {getattr(config, name)!r} instead.")
 
+    for f in fields(config):  # a bool is an int to Python, never a count or a rate here
+        if isinstance(getattr(config, f.name), bool):
+            raise bad(f.name, "a number or a name, not a bool")
     if not isinstance(config.rate, (int, float)) or not 0 < config.rate < 1:
         raise bad("rate", "a float in the range (0, 1)")
     if not isinstance(config.target, int) or config.target < 0:
@@ -169,8 +175,24 @@ def validate(config: RunConfig) -> None:
         raise bad("defense", f"one of {sorted(DEFENSES)}")
     if config.model not in MODELS:
         raise bad("model", f"one of {sorted(MODELS)}")
-    if not isinstance(config.attack_args, dict) or not isinstance(config.defense_args, dict):
-        raise ValueError("attack_args and defense_args must be dicts")
+    if not isinstance(config.attack_args, dict) or not isinstance(config.defense_args, dict) or not isinstance(config.model_args, dict):
+        raise ValueError("attack_args, defense_args and model_args must be dicts")
+    allowed = _model_options(config.model)
+    unknown = sorted(set(config.model_args) - allowed)
+    if unknown:
+        raise ValueError(f"The 'model_args' parameter has option(s) {unknown} that model {config.model!r} does not take; it takes {sorted(allowed) or 'none'}.")
+
+
+def _model_options(model: str) -> set[str]:
+    """Keyword options of a model's constructor beyond num_classes and in_channels."""
+    import inspect
+
+    from . import models
+
+    cls = {"compact": models.CompactResNet, "resnet18": models.ResNet18}.get(model)
+    if cls is None:
+        return set()
+    return set(inspect.signature(cls).parameters) - {"num_classes", "in_channels"}
 
 
 def config_hash(config: RunConfig) -> str:

@@ -128,9 +128,11 @@ class TorchvisionClassifier(_Classifier):
         import torchvision.models as tvm
 
         if arch == "vgg11":
-            net = tvm.vgg11_bn(weights=None)
-            net.features[0] = nn.Conv2d(in_channels, 64, 3, 1, 1)
-            self.body = net.features[:-1]  # drop the last max-pool: 32×32 inputs are already 2×2 there
+            from torchvision.models.vgg import cfgs, make_layers
+
+            body = make_layers(cfgs["A"], batch_norm=True)  # VGG-11's convolutions only: no 120 M-parameter classifier
+            body[0] = nn.Conv2d(in_channels, 64, 3, 1, 1)
+            self.body = body[:-1]  # drop the last max-pool: 32×32 inputs are already 2×2 there
             dim = 512
         elif arch == "mobilenet_v2":
             net = tvm.mobilenet_v2(weights=None)
@@ -200,12 +202,12 @@ def channel_activations(model: nn.Module, x: torch.Tensor, layers: list[str] | N
         raise ValueError(f"Unknown conv layer(s) {unknown}; this model has {list(convs)[:5]}...")
     out: dict[str, torch.Tensor] = {}
     hooks = [convs[n].register_forward_hook(lambda m, i, o, n=n: out.__setitem__(n, o.mean(dim=(2, 3)))) for n in names]
+    was_training = model.training
     try:
-        was_training = model.training
         model.eval()
         model(x)
-        model.train(was_training)
     finally:
+        model.train(was_training)
         for h in hooks:
             h.remove()
     return out

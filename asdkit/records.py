@@ -48,6 +48,7 @@ def save_atomic(obj: Any, path: Path) -> None:
             torch.save(obj, f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes it 0600; records are meant to be shared
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

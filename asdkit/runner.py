@@ -256,9 +256,9 @@ def run(config: RunConfig, *, root: Path | None = None, quiet: bool = False, for
         rec = Record.load(folder / "record.pt")
         if rec.status == "done":
             return {**rec.summary, "reused": True}
+    r = Run(config, root=root, quiet=quiet)  # every check passes before anything old is deleted
     if force and folder.exists():
         for name in ("record.pt", "checkpoint.pt", "model.pt"):
             (folder / name).unlink(missing_ok=True)
-    r = Run(config, root=root, quiet=quiet)
     extra = DEFENSES[config.defense].run(r) or {}
     return r.finish(extra)

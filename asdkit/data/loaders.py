@@ -283,13 +283,13 @@ def _resolve(name: str | os.PathLike, root: Path) -> tuple[str, object]:
         for p in candidates:
             if p.is_file():
                 return "npz", p
-        raise ValueError(f"The 'name' parameter of load names an .npz file that does not exist: looked at "
+        raise ValueError(f"The 'name' parameter of load (--dataset) names an .npz file that does not exist: looked at "
                          f"{', '.join(str(p.absolute()) for p in candidates)}.")  # fmt: skip
     for p in candidates:
         if p.is_dir():
             return "folder", p
     raise ValueError(
-        f"The 'name' parameter of load must be one of {', '.join(DATASETS)}, a path to an .npz file or a path to an "
+        f"The 'name' parameter of load (--dataset) must be one of {', '.join(DATASETS)}, a path to an .npz file or a path to an "
         f"image folder (train/<class>/…, val/<class>/…). Got {str(name)!r} instead."
     )
 
@@ -340,7 +340,7 @@ def load(
         get it.
     """
     if not isinstance(name, (str, os.PathLike)):
-        raise ValueError(f"The 'name' parameter of load must be a str or a path. Got {name!r} instead.")
+        raise ValueError(f"The 'name' parameter of load (--dataset) must be a str or a path. Got {name!r} instead.")
     if root is not None and not isinstance(root, (str, os.PathLike)):
         raise ValueError(f"The 'root' parameter of load must be a path or None. Got {root!r} instead.")
     if not isinstance(download, bool):

@@ -1,0 +1,260 @@
+"""Tests of asdkit.runner on tiny Fashion-MNIST runs: determinism, resume, reuse, the record, bad input."""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+import torch
+
+import asdkit
+import asdkit.defenses.baseline as baseline
+from asdkit import make_config, run
+from asdkit.engine import Normalizer, score
+from asdkit.losses import cross_entropy, sce_loss
+from asdkit.models import make_model
+from asdkit.records import Record, RecordError, load_checked
+from asdkit.runner import Run, lr_factor
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+TRAIN, TEST, EPOCHS = 600, 300, 3
+
+
+def tiny(**overrides):
+    return make_config("smoke", overrides={"train_size": TRAIN, "test_size": TEST, "epochs": EPOCHS, **overrides})
+
+
+def count_training(monkeypatch) -> list[int]:
+    """Count the defense's train_epoch calls (and still train)."""
+    calls, real = [], baseline.train_epoch
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(baseline, "train_epoch", counting)
+    return calls
+
+
+def forbid_training(monkeypatch) -> None:
+    def boom(*args, **kwargs):
+        pytest.fail("training started")
+
+    monkeypatch.setattr("asdkit.engine.train_epoch", boom)
+    monkeypatch.setattr(baseline, "train_epoch", boom)
+
+
+def weights(folder):
+    return load_checked(folder / "model.pt")
+
+
+def assert_same_run(a: Record, b: Record, folder_a, folder_b) -> None:
+    for name in ("acc", "asr", "loss"):
+        assert a.metric(name) == b.metric(name), name
+    assert a.epochs == b.epochs == EPOCHS
+    for e in range(EPOCHS):
+        assert torch.equal(a.epoch_array("train_loss", e), b.epoch_array("train_loss", e))
+    wa, wb = weights(folder_a), weights(folder_b)
+    assert wa.keys() == wb.keys()
+    for k in wa:
+        assert torch.equal(wa[k], wb[k]), k
+
+
+@pytest.fixture(scope="module")
+def reference(fmnist_dir, tmp_path_factory, one_thread):
+    """One uninterrupted 3-epoch run, shared by the tests that compare against it."""
+    root = tmp_path_factory.mktemp("runs-a")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ASDKIT_DATA", str(fmnist_dir))
+        mp.setenv("ASDKIT_RUNS", str(root))
+        config = tiny()
+        summary = run(config, quiet=True, force=True)
+    folder = root / f"none-badnets-{asdkit.config.config_hash(config)}"
+    return dict(config=config, summary=summary, folder=folder, record=Record.load(folder), root=root)
+
+
+# --------------------------------------------------------------------------- determinism, resume, reuse
+
+
+def test_two_runs_of_one_config_are_identical(reference, runs_env):
+    summary = run(reference["config"], quiet=True, force=True)
+    assert summary["record"] != str(reference["folder"])  # really another folder
+    assert_same_run(reference["record"], Record.load(summary["record"]), reference["folder"], runs_env / reference["folder"].name)
+    assert summary["acc"] == reference["summary"]["acc"] and summary["asr"] == reference["summary"]["asr"]
+
+
+class Interrupted(KeyboardInterrupt):
+    pass
+
+
+@pytest.mark.parametrize("where", ["after-checkpoint-1", "between-record-and-checkpoint-2"])
+def test_an_interrupted_run_resumes_to_the_same_result(reference, runs_env, monkeypatch, where):
+    real = Run._checkpoint
+
+    def interrupt(self, finished_epochs):
+        if where == "after-checkpoint-1":
+            real(self, finished_epochs)
+            if finished_epochs == 1:
+                raise Interrupted
+        else:  # the record holds epoch 2 but the checkpoint only epoch 1: a crash between the two files
+            if finished_epochs == 2:
+                raise Interrupted
+            real(self, finished_epochs)
+
+    config = reference["config"]
+    monkeypatch.setattr(Run, "_checkpoint", interrupt)
+    calls = count_training(monkeypatch)
+    with pytest.raises(KeyboardInterrupt):
+        run(config, quiet=True)
+    folder = runs_env / reference["folder"].name
+    partial = Record.load(folder)
+    assert partial.status == "running" and not (folder / "model.pt").exists()
+    assert partial.epochs == (1 if where == "after-checkpoint-1" else 2)
+    assert load_checked(folder / "checkpoint.pt")["epoch"] == 1
+    assert len(calls) == partial.epochs
+
+    monkeypatch.setattr(Run, "_checkpoint", real)
+    calls.clear()
+    summary = run(config, quiet=True)
+    assert len(calls) == EPOCHS - 1, "the resumed run trains only the epochs after the checkpoint"
+    assert "reused" not in summary and summary["epochs"] == EPOCHS
+    assert_same_run(reference["record"], Record.load(folder), reference["folder"], folder)
+
+
+def test_a_finished_run_is_reused_without_training(reference, monkeypatch):
+    monkeypatch.setenv("ASDKIT_RUNS", str(reference["root"]))
+    forbid_training(monkeypatch)
+    summary = run(reference["config"], quiet=True)
+    assert summary["reused"] is True
+    assert {k: summary[k] for k in reference["summary"]} == reference["summary"]
+
+
+def test_a_corrupt_record_in_the_run_folder_is_reported_not_trained_over(runs_env, monkeypatch):
+    config = tiny()
+    folder = runs_env / f"none-badnets-{asdkit.config.config_hash(config)}"
+    folder.mkdir(parents=True)
+    (folder / "record.pt").write_bytes(b"not a record")
+    forbid_training(monkeypatch)
+    with pytest.raises(RecordError, match="record.pt.*Delete"):
+        run(config, quiet=True)
+
+
+# --------------------------------------------------------------------------- what the record holds
+
+
+def test_the_record_holds_ground_truth_losses_and_snapshots(reference):
+    rec, config, folder = reference["record"], reference["config"], reference["folder"]
+    assert rec.status == "done" and rec.config == config.to_dict()
+    assert rec.code_version.startswith(asdkit.__version__)
+    assert rec.summary == reference["summary"]
+    assert 0 <= rec.summary["acc"] <= 1 and 0 <= rec.summary["asr"] <= 1
+
+    is_poison = rec.arrays["is_poison"]
+    assert is_poison.dtype == torch.bool and len(is_poison) == TRAIN
+    assert int(is_poison.sum()) == round(config.rate * TRAIN)
+    observed, true = rec.arrays["observed_label"], rec.arrays["true_label"]
+    assert torch.all(observed[is_poison] == config.target) and torch.all(true[is_poison] != config.target)
+    assert torch.equal(observed[~is_poison], true[~is_poison])
+
+    assert len(rec.epoch_arrays["train_loss"]) == EPOCHS
+    for e in range(EPOCHS):
+        losses = rec.epoch_array("train_loss", e)
+        assert losses.shape == (TRAIN,) and torch.isfinite(losses).all() and (losses >= 0).all()
+        assert float(losses.mean()) == pytest.approx(rec.metrics[e]["loss"], rel=2e-3)  # float16 storage
+    assert rec.metric("loss")[-1] < rec.metric("loss")[0]
+
+    final = rec.snapshots["final"]
+    assert set(final) >= {"ce", "sce"} and final["ce"].shape == final["sce"].shape == (TRAIN,)
+    # the snapshot is the per-sample loss of the saved final model on the poisoned training set
+    run_obj = Run(config, root=reference["root"], quiet=True)
+    model = make_model(config.model, num_classes=10, in_channels=1, **config.model_args)
+    model.load_state_dict(weights(folder))
+    norm = Normalizer(run_obj.train.data.mean, run_obj.train.data.std, torch.device("cpu"))
+    assert torch.equal(run_obj.train.observed_label, observed)
+    for name, fn in (("ce", cross_entropy), ("sce", sce_loss)):
+        expected = score(model, run_obj.train.data.x, observed, fn, normalize=norm)
+        torch.testing.assert_close(final[name].float(), expected, rtol=2e-3, atol=2e-3)
+    assert load_checked(folder / "checkpoint.pt")["epoch"] == EPOCHS
+
+
+# --------------------------------------------------------------------------- bad input, before any training
+
+BAD = [
+    ("none", {"dataset": "no-such-set"}, "no-such-set"),
+    ("none", {"attack": "nope"}, "'attack'"),
+    ("none", {"attack": "clb"}, "planned"),
+    ("none", {"attack.nope": 3}, "nope"),
+    ("none", {"rate": 0}, "'rate'"),
+    ("none", {"rate": 1.5}, "'rate'"),
+    ("none", {"target": 10}, "'target'"),
+    ("none", {"target": -1}, "'target'"),
+    ("none", {"epochz": 3}, "epochz"),
+    ("none", {"label_mode": "one2one"}, "'label_mode'"),
+    ("none", {"device": "cuda"}, "CUDA"),
+    ("none", {"device": "tpu"}, "'device'"),
+    ("none", {"model": "lenet"}, "'model'"),
+    ("none", {"epochs": 0}, "'epochs'"),
+    ("nope", {}, "'defense'"),
+]
+
+
+@pytest.mark.parametrize("defense,overrides,match", BAD, ids=[f"{d}-{o}" for d, o, _ in BAD])
+def test_bad_input_is_a_value_error_before_any_training(runs_env, monkeypatch, defense, overrides, match):
+    if overrides.get("device") == "cuda" and torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    forbid_training(monkeypatch)
+    with pytest.raises(ValueError, match=match):
+        config = make_config("smoke", defense=defense, overrides={"train_size": 300, "test_size": 200, **overrides})
+        run(config, quiet=True)
+    assert not list(runs_env.rglob("*.pt")), "a rejected run wrote files"
+
+
+@pytest.mark.parametrize("model", ["resnet18", "mobilenet_v2"])
+def test_every_model_can_be_chosen_at_smoke_scale(runs_env, model):
+    """`asdkit run --scale smoke --model resnet18` must build the model or refuse with a ValueError, not a TypeError.
+
+    The smoke preset sets model_args={"widths": [16, 32, 64]}, an option only the compact model takes.
+    """
+    try:
+        config = make_config("smoke", overrides={"model": model, "train_size": 100, "test_size": 100})
+    except ValueError as exc:
+        assert "model" in str(exc)
+        return
+    r = Run(config, quiet=True)
+    assert r.model.linear.out_features == 10
+
+
+def test_a_forced_run_with_a_bad_device_keeps_the_finished_record(runs_env, monkeypatch):
+    """--force must not delete a finished run's files before the new config has been checked.
+
+    The device is not part of the record key, so a forced run with an unusable device maps to the same folder.
+    """
+    config = tiny(epochs=1, train_size=200, test_size=100)
+    summary = run(config, quiet=True)
+    folder = runs_env / summary["record"].split("/")[-1]
+    forbid_training(monkeypatch)
+    with pytest.raises(ValueError, match="'device'"):
+        run(replace(config, device="tpu"), quiet=True, force=True)
+    assert (folder / "record.pt").exists() and (folder / "model.pt").exists(), "the finished record was deleted"
+    assert Record.load(folder).status == "done"
+
+
+# --------------------------------------------------------------------------- learning-rate schedule
+
+
+def test_lr_factor_onecycle_rises_linearly_to_20_percent_then_falls_to_zero():
+    epochs = 10
+    assert lr_factor("onecycle", 0.0, epochs) == 0.0
+    assert lr_factor("onecycle", 1.0, epochs) == pytest.approx(0.5)
+    assert lr_factor("onecycle", 2.0, epochs) == pytest.approx(1.0)
+    assert lr_factor("onecycle", 6.0, epochs) == pytest.approx(0.5)
+    assert lr_factor("onecycle", 10.0, epochs) == pytest.approx(0.0)
+    ts = [i / 10 for i in range(101)]
+    values = [lr_factor("onecycle", t, epochs) for t in ts]
+    assert max(values) == pytest.approx(1.0) and min(values) >= 0.0
+
+
+def test_lr_factor_multistep_and_constant():
+    assert [lr_factor("multistep", t, 200, (100, 150)) for t in (0, 99.9, 100, 149, 150, 199)] == pytest.approx(
+        [1, 1, 0.1, 0.1, 0.01, 0.01])
+    assert lr_factor("constant", 5.0, 10) == 1.0
