@@ -98,8 +98,12 @@ def _cmd_data(args: argparse.Namespace) -> int:
         return 0
     print(f"data directory: {data_dir()} (set ASDKIT_DATA to change)")
     for row in rows:
-        state = "found" if row.get("available") else "missing"
-        print(f"  {row['name']:<14} {state:<8} {row.get('path') or row.get('how', '')}")
+        if row.get("available"):
+            print(f"  {row['name']:<14} found    {row.get('path')}")
+        else:
+            print(f"  {row['name']:<14} missing  how to get it:")
+            for line in str(row.get("how", "")).splitlines():
+                print(f"      {line}")
     return 0
 
 

@@ -8,7 +8,9 @@ A run folder ``<runs>/<defense>-<attack>-<hash>/`` holds
   named snapshots and the final summary;
 - ``checkpoint.pt`` — model, optimiser and scheduler state after the last finished epoch
   (what a resumed run starts from);
-- ``model.pt`` — the final weights, once the run is done.
+- ``model.pt`` — the final weights, once the run is done; other weights saved once at a
+  named moment (e.g. ``end_of_stage2.pt``): the record's snapshot of that name says which
+  file, and :meth:`Record.weights` reads it.
 
 Every file is written to a temporary name and moved into place (``os.replace``), so an
 interrupted run never leaves a half-written file; every file is read with
@@ -120,6 +122,14 @@ class Record:
             raise KeyError(f"This record has no per-epoch array {name!r}; it has {sorted(self.epoch_arrays)}.")
         t = self.epoch_arrays[name][epoch]
         return t.float() if t.is_floating_point() else t
+
+    def weights(self, name: str = "final") -> dict[str, torch.Tensor]:
+        """The model weights saved at snapshot ``name`` (``final`` once the run is done), read with weights_only=True."""
+        snap = self.snapshots.get(name, {})
+        if "weights" not in snap or self.path is None:
+            raise KeyError(f"This record has no weights named {name!r}; snapshots with weights: "
+                           f"{[k for k, v in self.snapshots.items() if 'weights' in v]}.")
+        return load_checked(self.path.parent / snap["weights"])
 
     @property
     def epochs(self) -> int:

@@ -154,6 +154,12 @@ class Run:
             "fpr": float((flagged & ~is_poison).sum() / max(1, int((~is_poison).sum()))),
         }
 
+    def save_weights(self, name: str, *, file: str | None = None, **info: Any) -> None:
+        """Save the current weights once as ``<name>.pt`` (or ``file``) in the run folder; the record's snapshot ``name`` points to it."""
+        file = file or f"{name}.pt"
+        save_atomic(self.model.state_dict(), self.folder / file)
+        self.record.snapshots.setdefault(name, {}).update(weights=file, **{k: torch.tensor(v) for k, v in info.items()})
+
     def snapshot_losses(self, name: str) -> None:
         """Store CE and SCE losses of every training sample under the current model as snapshot ``name``."""
         from .engine import predict
@@ -161,7 +167,7 @@ class Run:
 
         logits = predict(self.model, self.x, normalize=self.normalize, batch_size=self.config.eval_batch_size)
         y = self.y.to(logits.device)
-        self.record.snapshots[name] = {"ce": cross_entropy(logits, y).half().cpu(), "sce": sce_loss(logits, y).half().cpu()}
+        self.record.snapshots.setdefault(name, {}).update(ce=cross_entropy(logits, y).half().cpu(), sce=sce_loss(logits, y).half().cpu())
 
     def evaluate(self) -> dict[str, float]:
         """ACC on the clean test set and ASR on the triggered non-target test set, now."""
@@ -237,7 +243,7 @@ class Run:
                    "record": str(self.folder), "epochs": self.record.epochs, **extra}
         self.record.summary = summary
         self.record.status = "done"
-        save_atomic(self.model.state_dict(), self.folder / "model.pt")
+        self.save_weights("final", file="model.pt")
         self.record.save()
         return summary
 
@@ -258,7 +264,7 @@ def run(config: RunConfig, *, root: Path | None = None, quiet: bool = False, for
             return {**rec.summary, "reused": True}
     r = Run(config, root=root, quiet=quiet)  # every check passes before anything old is deleted
     if force and folder.exists():
-        for name in ("record.pt", "checkpoint.pt", "model.pt"):
-            (folder / name).unlink(missing_ok=True)
+        for path in folder.glob("*.pt"):
+            path.unlink()
     extra = DEFENSES[config.defense].run(r) or {}
     return r.finish(extra)

@@ -142,8 +142,7 @@ def run_asd(run) -> dict[str, Any]:
         run.log(arrays=arrays, stage=stage, split_seconds=round(split_seconds, 3), **stats)
         if stage != 3 and epoch + 1 < c.epochs and stage_of(epoch + 1, o, c.epochs) == 3:
             # Fig. 3 (a)-(c) are drawn from the model as it leaves stage 2.
-            run.record.snapshots["end_of_stage2"] = {"model": {k: v.detach().cpu().clone() for k, v in run.model.state_dict().items()},
-                                                     "epoch": torch.tensor(epoch)}
+            run.save_weights("end_of_stage2", epoch=epoch)
     run.snapshot_losses("final")  # Fig. 3 (d)
     return run.pool_summary()
 
@@ -151,7 +150,10 @@ def run_asd(run) -> dict[str, Any]:
 def check(run) -> None:
     """Validate ASD's options and seeds against the prepared data before training."""
     o = options(run)
-    seed_samples(run.train.observed_label, o["seeds_per_class"], seed=run.config.seed, exclude=run.train.is_poison)
+    try:
+        seed_samples(run.train.observed_label, o["seeds_per_class"], seed=run.config.seed, exclude=run.train.is_poison)
+    except ValueError as exc:
+        raise ValueError(f"ASD's seeds_per_class={o['seeds_per_class']} cannot be drawn from this training set: {exc}") from None
 
 
 SPEC = DefenseSpec(

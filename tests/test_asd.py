@@ -1,0 +1,570 @@
+"""Tests of ASD (002, Algorithm 1): the split policies, the stage schedule, the options and tiny Fashion-MNIST runs."""
+from __future__ import annotations
+
+import copy
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+import asdkit
+import asdkit.defenses.asd as asd
+from asdkit import make_config, run
+from asdkit.defenses.policies import class_agnostic_loss_split, class_aware_loss_split, lowest_fraction, meta_split
+from asdkit.engine import score
+from asdkit.losses import cross_entropy, sce_loss
+from asdkit.models import make_model
+from asdkit.records import Record, load_checked
+from asdkit.runner import Run
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+# The smoke data every run here uses: 1,000 training images (10% poisoned, BadNets → class 0), 300 test images.
+TRAIN, TEST = 1000, 300
+REF = {"train_size": TRAIN, "test_size": TEST, "epochs": 4, "defense.t1": 2, "defense.t2": 3, "defense.iterations": 15}
+SMALL = {"train_size": 600, "test_size": TEST, "epochs": 4, "defense.t1": 2, "defense.t2": 3}
+
+
+def asd_config(**overrides):
+    return make_config("smoke", defense="asd", overrides=overrides)
+
+
+def folder_of(root, config):
+    return root / f"{config.defense}-{config.attack}-{asdkit.config.config_hash(config)}"
+
+
+# =========================================================================== split policies
+
+# 12 samples of 3 classes (sizes 5, 4, 3), distinct losses; seeds 11 (class 0) and 8 (class 2) have high losses.
+LABELS = torch.tensor([0, 1, 2, 0, 1, 2, 0, 1, 2, 0, 1, 0])
+LOSSES = torch.tensor([0.5, 0.1, 0.9, 0.2, 0.8, 0.3, 0.05, 0.6, 0.7, 0.4, 0.15, 0.95])
+SEEDS = torch.tensor([11, 8])
+
+
+def indices(mask):
+    return set(mask.nonzero().flatten().tolist())
+
+
+@pytest.mark.parametrize("per_class, expected", [
+    (0, {11, 8}),  # seeds only
+    (1, {11, 8, 6, 1, 5}),  # seeds are not counted among a class's picks: class 0 still gets 6
+    (2, {11, 8, 6, 3, 1, 10, 5, 2}),  # class 2 has only two non-seed candidates: both
+    (3, {11, 8, 6, 3, 9, 1, 10, 7, 5, 2}),  # 0 (0.5) and 4 (0.8) are each their class's largest
+    (10, set(range(12))),  # more than any class holds: every sample
+])
+def test_class_aware_split_hand_computed(per_class, expected):
+    mask = class_aware_loss_split(LOSSES, LABELS, seeds=SEEDS, per_class=per_class)
+    assert mask.dtype == torch.bool and mask.shape == (12,)
+    assert indices(mask) == expected
+
+
+def naive_class_aware(losses, labels, seeds, per_class):
+    chosen = set(seeds.tolist())
+    for k in set(labels.tolist()):
+        cands = [i for i in range(len(losses)) if labels[i] == k and i not in chosen]
+        cands.sort(key=lambda i: (losses[i].item(), i))
+        chosen |= set(cands[:per_class])
+    return chosen
+
+
+@pytest.mark.parametrize("per_class", [0, 1, 7, 30, 500])
+def test_class_aware_split_matches_naive_and_ignores_sample_order(per_class):
+    g = torch.Generator().manual_seed(per_class)
+    n = 300
+    losses = torch.randperm(n, generator=g).float() / n  # distinct
+    labels = torch.randint(0, 6, (n,), generator=g)
+    seeds = torch.randperm(n, generator=g)[:12]
+    mask = class_aware_loss_split(losses, labels, seeds=seeds, per_class=per_class)
+    assert indices(mask) == naive_class_aware(losses, labels, seeds, per_class)
+    assert mask[seeds].all()
+    perm = torch.randperm(n, generator=g)
+    inverse = torch.empty_like(perm)
+    inverse[perm] = torch.arange(n)
+    permuted = class_aware_loss_split(losses[perm], labels[perm], seeds=inverse[seeds], per_class=per_class)
+    back = torch.zeros_like(permuted)
+    back[perm] = permuted
+    assert torch.equal(back, mask)
+
+
+def test_class_aware_split_keeps_high_loss_seeds_and_rejects_negative_per_class():
+    mask = class_aware_loss_split(LOSSES, LABELS, seeds=torch.tensor([11]), per_class=1)
+    assert mask[11]  # the highest loss of all, kept because it is a seed
+    with pytest.raises(ValueError, match="per_class"):
+        class_aware_loss_split(LOSSES, LABELS, seeds=SEEDS, per_class=-1)
+
+
+@pytest.mark.parametrize("rate", [0.1, 0.25, 0.5, 0.73, 1.0])
+def test_class_agnostic_split_takes_exactly_the_lowest_round_rate_n(rate):
+    g = torch.Generator().manual_seed(0)
+    losses = torch.rand(203, generator=g)
+    mask = class_agnostic_loss_split(losses, rate=rate)
+    k = round(rate * 203)
+    assert int(mask.sum()) == k
+    assert indices(mask) == set(torch.argsort(losses)[:k].tolist())
+
+
+def test_class_agnostic_split_selects_every_planted_low_loss_sample():
+    g = torch.Generator().manual_seed(1)
+    losses = 1 + 2 * torch.rand(1000, generator=g)  # clean-looking... and planted samples the model already fits
+    planted = torch.randperm(1000, generator=g)[:50]
+    losses[planted] = 0.5 * torch.rand(50, generator=g)
+    mask = class_agnostic_loss_split(losses, rate=0.1)
+    assert int(mask.sum()) == 100
+    assert mask[planted].all()
+
+
+def test_meta_split_takes_the_least_loss_reduction_and_never_planted_poison():
+    g = torch.Generator().manual_seed(2)
+    reduction = torch.randn(1000, generator=g) * 0.1  # clean samples: the virtual epoch barely moves them
+    poison = torch.randperm(1000, generator=g)[:100]
+    reduction[poison] = 2 + torch.rand(100, generator=g)  # poisoned samples are learnt fast: large reduction
+    mask = meta_split(reduction, rate=0.5)
+    assert int(mask.sum()) == 500
+    assert not mask[poison].any()
+    assert reduction[mask].max() < reduction[~mask].min()
+    # even when the split takes 90%, the planted 10% stay out
+    assert not meta_split(reduction, rate=0.9)[poison].any()
+
+
+def test_lowest_fraction_breaks_ties_by_index():
+    assert indices(lowest_fraction(torch.tensor([1.0, 0.0, 1.0, 0.0, 1.0]), 0.6)) == {1, 3, 0}
+
+
+@pytest.mark.parametrize("split", ["aware", "agnostic", "meta"])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_split_policies_reject_non_finite_scores(split, bad):
+    scores = torch.rand(12)
+    scores[4] = bad
+    call = {"aware": lambda: class_aware_loss_split(scores, LABELS, seeds=SEEDS, per_class=1),
+            "agnostic": lambda: class_agnostic_loss_split(scores, rate=0.5),
+            "meta": lambda: meta_split(scores, rate=0.5)}[split]
+    with pytest.raises(ValueError, match="finite"):
+        call()
+
+
+@pytest.mark.parametrize("rate", [0.0, -0.1, 1.01, 2])
+@pytest.mark.parametrize("split", [class_agnostic_loss_split, meta_split])
+def test_split_policies_reject_rates_outside_zero_one(split, rate):
+    with pytest.raises(ValueError, match=r"'rate'.*\(0, 1\]"):
+        split(torch.rand(10), rate=rate)
+
+
+def test_split_policies_reject_two_dimensional_scores():
+    with pytest.raises(ValueError, match="1-D"):
+        meta_split(torch.rand(4, 3), rate=0.5)
+
+
+# =========================================================================== schedule, seeds, options
+
+PAPER = {**asd.DEFAULTS}  # t1 = 60, t2 = 90, epochs 120
+
+
+@pytest.mark.parametrize("stages, expected", [
+    ("123", {0: 1, 59: 1, 60: 2, 89: 2, 90: 3, 119: 3}),
+    ("13", {0: 1, 59: 1, 60: 3, 89: 3, 90: 3, 119: 3}),  # stage-2 epochs become stage 3
+    ("12", {0: 1, 59: 1, 60: 2, 89: 2, 90: 2, 119: 2}),  # stage-3 epochs become stage 2
+    ("23", {0: 2, 59: 2, 60: 2, 89: 2, 90: 3, 119: 3}),  # stage-1 epochs become stage 2
+    ("3", {0: 3, 60: 3, 119: 3}),
+    ("1", {0: 1, 90: 1, 119: 1}),
+    (13, {60: 3}),  # --set defense.stages=13 parses as an int
+])
+def test_stage_of(stages, expected):
+    o = {**PAPER, "stages": stages}
+    assert {e: asd.stage_of(e, o, 120) for e in expected} == expected
+
+
+def fake_run(labels, is_poison, *, seed=0, epochs=4, num_classes=None, **defense_args):
+    """The attributes of a Run that options() and clean_seeds() read."""
+    train = SimpleNamespace(observed_label=labels, is_poison=is_poison, poison_index=is_poison.nonzero().flatten())
+    config = SimpleNamespace(seed=seed, epochs=epochs, defense_args={"t1": 2, "t2": 3, **defense_args})
+    return SimpleNamespace(train=train, config=config, num_classes=num_classes or int(labels.max()) + 1)
+
+
+def poisoned_labels(n=400, classes=10, rate=0.1, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.arange(n) % classes
+    is_poison = torch.zeros(n, dtype=torch.bool)
+    is_poison[torch.randperm(n, generator=g)[: int(rate * n)]] = True
+    labels[is_poison] = 0
+    return labels, is_poison
+
+
+@pytest.mark.parametrize("w", [1, 3, 10])
+def test_clean_seeds_w_per_class_none_poisoned(w):
+    labels, is_poison = poisoned_labels()
+    r = fake_run(labels, is_poison, seeds_per_class=w)
+    seeds = asd.clean_seeds(r, asd.options(r))
+    assert len(seeds) == len(set(seeds.tolist())) == 10 * w
+    assert torch.equal(torch.bincount(labels[seeds], minlength=10), torch.full((10,), w))
+    assert not is_poison[seeds].any()
+    assert torch.equal(seeds, asd.clean_seeds(r, asd.options(r)))  # same seed, same seeds
+
+
+@pytest.mark.parametrize("k", [1, 4, 30])
+def test_clean_seeds_poisoned_seeds_slips_exactly_k_poisoned_samples_in(k):
+    labels, is_poison = poisoned_labels()
+    r = fake_run(labels, is_poison, seeds_per_class=3, poisoned_seeds=k)
+    seeds = asd.clean_seeds(r, asd.options(r))
+    assert len(seeds) == len(set(seeds.tolist())) == 30  # the total is kept
+    assert int(is_poison[seeds].sum()) == k
+
+
+@pytest.mark.parametrize("args, name", [
+    ({"bogus": 1}, "bogus"),
+    ({"t1": 3, "t2": 2}, "t1"),
+    ({"t2": 5}, "t2"),  # more than epochs = 4
+    ({"t1": -1}, "t1"),
+    ({"alpha": 0.0}, "alpha"),
+    ({"alpha": 1.0}, "alpha"),
+    ({"gamma": 1.0}, "gamma"),
+    ({"gamma": 0}, "gamma"),
+    ({"clean_hard_fraction": 1.5}, "clean_hard_fraction"),
+    ({"stage1_split": "meta"}, "stage1_split"),
+    ({"stage2_split": "class_aware"}, "stage2_split"),
+    ({"stages": "124"}, "stages"),
+    ({"stages": ""}, "stages"),
+    ({"stages": "abc"}, "stages"),
+    ({"meta_optimizer": "rmsprop"}, "meta_optimizer"),
+    ({"iterations": 0}, "iterations"),
+    ({"warmup_every": 0}, "warmup_every"),
+    ({"meta_layers": 2.5}, "meta_layers"),
+    ({"seeds_per_class": 0}, "seeds_per_class"),
+    ({"poisoned_seeds": 101}, "poisoned_seeds"),  # more than seeds_per_class (10) × 10 classes
+    ({"poisoned_seeds": -1}, "poisoned_seeds"),
+])
+def test_options_reject_bad_values_naming_them(args, name):
+    labels, is_poison = poisoned_labels()
+    with pytest.raises(ValueError, match=name):
+        asd.options(fake_run(labels, is_poison, **args))
+
+
+def test_options_accept_the_presets_and_edge_values():
+    labels, is_poison = poisoned_labels()
+    for args in ({"t1": 2, "t2": 3}, {"t1": 0, "t2": 0}, {"t1": 4, "t2": 4}, {"t1": 1, "t2": 2, "stages": "13", "alpha": 0.01, "poisoned_seeds": 100}):
+        o = asd.options(fake_run(labels, is_poison, **args))
+        assert {k: o[k] for k in args} == args
+
+
+@pytest.mark.parametrize("args, name", [
+    ({"meta_lr": -0.015}, "meta_lr"),  # torch's Adam raises only when stage 3 starts (epoch 90 of 120)
+    ({"meta_batch_size": 0}, "meta_batch_size"),  # range() step 0, only when stage 3 starts
+    ({"warmup_step": -10}, "warmup_step"),  # class_aware_loss_split raises at epoch warmup_every
+    ({"temperature": 0}, "temperature"),  # ZeroDivisionError inside the first MixMatch step
+    ({"poisoned_seeds": 1.5}, "poisoned_seeds"),  # TypeError in clean_seeds (randperm()[:1.5])
+])
+def test_bug_options_leave_options_unchecked_that_crash_later_in_training(args, name):
+    """BUG: these pass options() and check(), and fail only once training reaches the code that uses them."""
+    labels, is_poison = poisoned_labels()
+    with pytest.raises(ValueError, match=name):
+        asd.options(fake_run(labels, is_poison, **args))
+
+
+def test_bad_option_through_make_config_stops_the_run_before_training(runs_env, monkeypatch):
+    def boom(*a, **k):
+        pytest.fail("training started")
+
+    monkeypatch.setattr(asd, "mixmatch_epoch", boom)
+    config = asd_config(**{**SMALL, "defense.gamma": 1.0})
+    with pytest.raises(ValueError, match="'gamma'.*Got 1.0"):
+        Run(config, quiet=True)
+    with pytest.raises(ValueError, match="gamma"):
+        run(config, quiet=True)
+    assert not folder_of(runs_env, config).exists()
+    with pytest.raises(ValueError, match="meta_layers"):  # meta_layers beyond the model's 4 layer groups
+        run(asd_config(**{**SMALL, "defense.meta_layers": 5}), quiet=True)
+
+
+# =========================================================================== the reference smoke run
+
+
+@pytest.fixture(scope="module")
+def reference(fmnist_dir, tmp_path_factory, one_thread):
+    """One uninterrupted ASD smoke run (4 epochs: stages 1, 1, 2, 3), shared by the tests that read it."""
+    root = tmp_path_factory.mktemp("asd-ref")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ASDKIT_DATA", str(fmnist_dir))
+        mp.setenv("ASDKIT_RUNS", str(root))
+        config = asd_config(**REF)
+        summary = run(config, quiet=True, force=True)
+        prepared = Run(config, root=root, quiet=True)  # the same data, for re-scoring snapshots
+    folder = folder_of(root, config)
+    return dict(config=config, summary=summary, folder=folder, record=Record.load(folder), run=prepared)
+
+
+def test_smoke_record_per_epoch_arrays_and_stages(reference):
+    rec, n = reference["record"], TRAIN
+    assert rec.status == "done" and rec.epochs == 4
+    assert rec.metric("stage") == [1, 1, 2, 3]
+    for e in range(4):
+        assert rec.epoch_array("l1_loss", e).shape == (n,)
+        pool = rec.epoch_array("clean_pool", e)
+        assert pool.dtype == torch.bool and pool.shape == (n,)
+    for name in ("virtual_loss", "loss_reduction"):
+        assert [len(rec.epoch_arrays[name][e]) for e in range(4)] == [0, 0, 0, n]
+    red, l1, virt = (rec.epoch_array(k, 3) for k in ("loss_reduction", "l1_loss", "virtual_loss"))
+    assert torch.allclose(red, l1 - virt, atol=0.02, rtol=0.01)  # stored as float16
+    for key in ("acc", "asr", "loss", "loss_x", "loss_u", "weight_u", "pool_size", "poison_in_pool", "split_seconds"):
+        assert all(v is not None for v in rec.metric(key)), key
+
+
+def test_smoke_record_pools_are_the_ones_each_stage_prescribes(reference):
+    rec, n = reference["record"], TRAIN
+    labels, seeds = rec.arrays["observed_label"], rec.arrays["seeds"]
+    assert len(seeds) == 10 * 10
+    for e, per_class in ((0, 0), (1, 40)):  # stage 1: warmup_every 1, warmup_step 40
+        pool, l1 = rec.epoch_array("clean_pool", e), rec.epoch_array("l1_loss", e)
+        assert pool[seeds].all()
+        expected = len(seeds)
+        for k in range(10):
+            cand = (labels == k)
+            cand[seeds] = False
+            expected += min(per_class, int(cand.sum()))
+            picked = pool & cand
+            if picked.any() and (cand & ~pool).any():
+                assert l1[picked].max() <= l1[cand & ~pool].min()  # the lowest of the class (float16: ≤)
+        assert int(pool.sum()) == expected == rec.metric("pool_size")[e]
+    assert rec.metric("pool_size")[:2] == [100, 500]
+    pool, l1 = rec.epoch_array("clean_pool", 2), rec.epoch_array("l1_loss", 2)
+    assert int(pool.sum()) == round(0.5 * n)  # stage 2: alpha·N lowest L1
+    assert l1[pool].max() <= l1[~pool].min()
+    pool, red = rec.epoch_array("clean_pool", 3), rec.epoch_array("loss_reduction", 3)
+    assert int(pool.sum()) == round(0.5 * n)  # stage 3: gamma·N least loss reduction
+    assert red[pool].max() <= red[~pool].min()
+
+
+def test_smoke_record_counts_poison_in_the_pool_from_the_ground_truth(reference):
+    rec = reference["record"]
+    is_poison = rec.arrays["is_poison"]
+    assert int(is_poison.sum()) == 100
+    counts = [int((rec.epoch_array("clean_pool", e) & is_poison).sum()) for e in range(4)]
+    assert rec.metric("poison_in_pool") == counts
+    assert not rec.epoch_array("clean_pool", 0)[is_poison].any()  # epoch 0: the clean seeds only
+    # a random half of the set would hold ~50 poisoned samples; ASD's pools hold few
+    assert max(counts) < 15, counts
+    summary = reference["summary"]
+    last = rec.epoch_array("clean_pool", 3)
+    assert summary["max_poison_in_clean_pool"] == max(counts)
+    assert summary["tpr"] == pytest.approx(float((~last & is_poison).sum()) / 100)
+    assert summary["fpr"] == pytest.approx(float((~last & ~is_poison).sum()) / 900)
+
+
+def test_smoke_record_snapshots(reference):
+    rec, prepared = reference["record"], reference["run"]
+    snap = rec.snapshots["end_of_stage2"]
+    assert int(snap["epoch"]) == 2
+    model = make_model("compact", num_classes=10, in_channels=1, widths=[16, 32, 64])
+    model.load_state_dict(snap["model"])  # strict: every key, every shape
+    # the stage-3 epoch scored exactly this model: its L1 comes back from the snapshot
+    l1 = score(model, prepared.x, prepared.y, lambda lg, y: sce_loss(lg, y), normalize=prepared.normalize)
+    assert torch.allclose(l1, rec.epoch_array("l1_loss", 3), atol=0.02, rtol=0.01)
+    final = load_checked(reference["folder"] / "model.pt")
+    assert any(not torch.equal(final[k], snap["model"][k]) for k in final)  # stage 3 trained on
+    assert set(rec.snapshots["final"]) == {"ce", "sce"}
+    assert all(v.shape == (TRAIN,) for v in rec.snapshots["final"].values())
+
+
+def test_asd_lowers_asr_against_no_defense_on_the_same_smoke_data(reference, runs_env):
+    """Same data, seed, optimiser (Adam 0.002, constant) and epochs; only the defense differs."""
+    c = reference["config"]
+    none = make_config("smoke", defense="none", overrides={"train_size": TRAIN, "test_size": TEST, "epochs": 4,
+                                                           "optimizer": c.optimizer, "lr": c.lr, "schedule": c.schedule})
+    summary = run(none, quiet=True)
+    rec_none, rec_asd = Record.load(summary["record"]), reference["record"]
+    assert torch.equal(rec_none.arrays["is_poison"], rec_asd.arrays["is_poison"])
+    assert torch.equal(rec_none.arrays["observed_label"], rec_asd.arrays["observed_label"])
+    asr_none, asr_asd = summary["asr"], reference["summary"]["asr"]
+    assert asr_none > 0.8, asr_none  # seen: 0.92
+    assert asr_asd < 0.15, asr_asd  # seen: 0.01
+    assert reference["summary"]["acc"] > 0.45  # seen: 0.60 (none: 0.72): ASD learnt the task, not just nothing
+
+
+def test_resume_after_an_interruption_gives_the_uninterrupted_run(reference, runs_env, monkeypatch):
+    config, calls = reference["config"], []
+    real_checkpoint = Run._checkpoint
+
+    def dying_checkpoint(self, finished_epochs):
+        real_checkpoint(self, finished_epochs)
+        calls.append(finished_epochs)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(Run, "_checkpoint", dying_checkpoint)
+    with pytest.raises(KeyboardInterrupt):
+        run(config, quiet=True)
+    folder = folder_of(runs_env, config)
+    assert Record.load(folder).epochs == 2 and not (folder / "model.pt").exists()
+    monkeypatch.setattr(Run, "_checkpoint", real_checkpoint)
+    trained, real_mixmatch = [], asd.mixmatch_epoch
+    monkeypatch.setattr(asd, "mixmatch_epoch", lambda *a, **k: trained.append(k["epoch"]) or real_mixmatch(*a, **k))
+    summary = run(config, quiet=True)
+    assert trained == [2, 3]  # resumed, not restarted
+    a, b = reference["record"], Record.load(folder)
+    for name in ("acc", "asr", "loss", "loss_x", "loss_u", "weight_u", "stage", "pool_size", "poison_in_pool"):
+        assert a.metric(name) == b.metric(name), name
+    for e in range(4):
+        for name in ("l1_loss", "clean_pool"):
+            assert torch.equal(a.epoch_array(name, e), b.epoch_array(name, e)), (name, e)
+    for k in ("max_poison_in_clean_pool", "tpr", "fpr", "acc", "asr"):
+        assert summary[k] == reference["summary"][k], k
+    wa, wb = load_checked(reference["folder"] / "model.pt"), load_checked(folder / "model.pt")
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert all(torch.equal(a.snapshots["end_of_stage2"]["model"][k], b.snapshots["end_of_stage2"]["model"][k])
+               for k in a.snapshots["end_of_stage2"]["model"])
+
+
+# =========================================================================== every switch changes what it claims
+
+
+@pytest.fixture
+def no_mixmatch(monkeypatch):
+    """Replace the MixMatch epoch (the expensive part) by a stub that records the clean pool it receives."""
+    pools = []
+
+    def stub(model, x, y, clean_pool, optimizer, *, epoch, **kwargs):
+        pools.append(clean_pool.clone())
+        return {"loss": 0.0, "loss_x": 0.0, "loss_u": 0.0, "weight_u": 0.0}
+
+    monkeypatch.setattr(asd, "mixmatch_epoch", stub)
+    return pools
+
+
+def switch_run(runs_env, pools, **overrides):
+    config = asd_config(**{**SMALL, **overrides})
+    run(config, quiet=True)
+    rec = Record.load(folder_of(runs_env, config))
+    assert len(pools) == rec.epochs
+    for e, pool in enumerate(pools):  # MixMatch trained on the pool the record shows
+        assert torch.equal(pool, rec.epoch_array("clean_pool", e))
+    pools.clear()
+    return rec
+
+
+def expected_class_aware_size(rec, per_class):
+    labels, seeds = rec.arrays["observed_label"], rec.arrays["seeds"]
+    not_seed = torch.ones(len(labels), dtype=torch.bool)
+    not_seed[seeds] = False
+    return len(seeds) + sum(min(per_class, int(((labels == k) & not_seed).sum())) for k in range(10))
+
+
+def test_switch_stages_13_runs_no_stage_2(runs_env, no_mixmatch):
+    default = switch_run(runs_env, no_mixmatch)
+    skipped = switch_run(runs_env, no_mixmatch, **{"defense.stages": "13"})
+    assert default.metric("stage") == [1, 1, 2, 3]
+    assert skipped.metric("stage") == [1, 1, 3, 3]
+    assert [len(x) for x in skipped.epoch_arrays["loss_reduction"]] == [0, 0, 600, 600]
+    assert int(skipped.snapshots["end_of_stage2"]["epoch"]) == 1  # the model as the meta-split begins
+    assert default.metric("pool_size")[:2] == skipped.metric("pool_size")[:2]
+
+
+def test_switch_stage1_split_class_agnostic(runs_env, no_mixmatch):
+    rec = switch_run(runs_env, no_mixmatch, **{"defense.stage1_split": "class-agnostic", "defense.alpha": 0.3})
+    for e in (0, 1, 2):  # stages 1 and 2 both take alpha·N = 180 lowest-L1 samples, seeds not forced in
+        pool, l1 = rec.epoch_array("clean_pool", e), rec.epoch_array("l1_loss", e)
+        assert int(pool.sum()) == round(0.3 * 600)
+        assert l1[pool].max() <= l1[~pool].min()
+    assert not rec.epoch_array("clean_pool", 0)[rec.arrays["seeds"]].all()
+    assert rec.metric("pool_size")[3] == 300  # gamma untouched
+
+
+def test_switch_stage2_split_class_aware(runs_env, no_mixmatch):
+    rec = switch_run(runs_env, no_mixmatch, **{"defense.stage2_split": "class-aware", "defense.warmup_step": 20})
+    size = expected_class_aware_size(rec, (2 // 1) * 20)  # epoch 2: per_class = 2 · 20
+    assert rec.metric("pool_size")[2] == size == 100 + 10 * 40
+    assert rec.epoch_array("clean_pool", 2)[rec.arrays["seeds"]].all()
+    assert rec.metric("pool_size")[3] == 300
+
+
+@pytest.mark.parametrize("every, step", [(1, 40), (2, 7), (1, 100)])
+def test_switch_warmup_step_and_every_set_the_stage1_pool_sizes(runs_env, no_mixmatch, every, step):
+    rec = switch_run(runs_env, no_mixmatch, **{"defense.t1": 4, "defense.t2": 4, "defense.warmup_every": every,
+                                                "defense.warmup_step": step})
+    assert rec.metric("stage") == [1, 1, 1, 1]
+    sizes = [expected_class_aware_size(rec, (e // every) * step) for e in range(4)]
+    assert rec.metric("pool_size") == sizes
+    uncapped = {(1, 40): [100, 500], (2, 7): [100, 100, 170, 170], (1, 100): [100]}[(every, step)]
+    assert sizes[: len(uncapped)] == uncapped
+    if step == 100:  # capped by the class sizes (about 50 non-seed candidates a class)
+        assert sizes[1] < 100 + 10 * 100 and sizes[1] == sizes[3]
+
+
+@pytest.mark.parametrize("gamma", [0.2, 0.7])
+def test_switch_gamma_sets_the_stage3_pool_size(runs_env, no_mixmatch, gamma):
+    rec = switch_run(runs_env, no_mixmatch, epochs=1, **{"defense.t1": 0, "defense.t2": 0, "defense.gamma": gamma})
+    assert rec.metric("stage") == [3]
+    pool, red = rec.epoch_array("clean_pool", 0), rec.epoch_array("loss_reduction", 0)
+    assert int(pool.sum()) == round(gamma * 600)
+    assert red[pool].max() <= red[~pool].min()
+
+
+def test_switch_seeds_per_class_sets_the_seeds(runs_env, no_mixmatch):
+    rec = switch_run(runs_env, no_mixmatch, epochs=1, **{"defense.t1": 1, "defense.t2": 1, "defense.seeds_per_class": 3})
+    seeds = rec.arrays["seeds"]
+    assert len(seeds) == 30
+    assert torch.equal(torch.bincount(rec.arrays["observed_label"][seeds], minlength=10), torch.full((10,), 3))
+    assert indices(rec.epoch_array("clean_pool", 0)) == set(seeds.tolist())  # epoch 0: the seeds alone
+
+
+@pytest.fixture(scope="module")
+def prepared(fmnist_dir, tmp_path_factory, one_thread):
+    """A prepared (untrained) ASD Run on the small data, for calling ASD's pieces directly."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ASDKIT_DATA", str(fmnist_dir))
+        return Run(asd_config(**SMALL), root=tmp_path_factory.mktemp("asd-prepared"), quiet=True)
+
+
+def l1_of(o):
+    return lambda logits, y: sce_loss(logits, y, alpha=o["sce_alpha"], beta=o["sce_beta"])
+
+
+def virtual_model(prepared, monkeypatch, **changes):
+    """Call virtual_model_losses; return (virtual state, its losses) by capturing the model it scores."""
+    seen, real = [], asd.score
+    monkeypatch.setattr(asd, "score", lambda model, *a, **k: seen.append(copy.deepcopy(model.state_dict())) or real(model, *a, **k))
+    o = {**asd.options(prepared), **changes}
+    losses = asd.virtual_model_losses(prepared, o, 0, l1_of(o))
+    assert len(seen) == 1
+    return seen[0], losses
+
+
+@pytest.mark.parametrize("k, moved", [(1, {"linear"}), (2, {"layer3", "linear"}), (4, {"layer1", "layer2", "layer3", "linear"})])
+def test_switch_meta_layers_updates_only_the_last_k_layer_groups(prepared, monkeypatch, k, moved):
+    before = copy.deepcopy(prepared.model.state_dict())
+    virtual, _ = virtual_model(prepared, monkeypatch, meta_layers=k)
+    after = prepared.model.state_dict()
+    assert all(torch.equal(before[n], after[n]) for n in before)  # the real model is untouched
+    params = {n for n, _ in prepared.model.named_parameters()}
+    changed = {n.split(".")[0] for n in params if not torch.equal(virtual[n], before[n])}
+    assert changed == moved
+    # every parameter of an updated group moved
+    assert all(not torch.equal(virtual[n], before[n]) for n in params if n.split(".")[0] in moved)
+
+
+def test_switch_meta_lr_tiny_gives_almost_no_loss_reduction(prepared, monkeypatch):
+    o = asd.options(prepared)
+    base = score(prepared.model, prepared.x, prepared.y, l1_of(o), normalize=prepared.normalize)
+    virtual, tiny = virtual_model(prepared, monkeypatch, meta_lr=1e-9)
+    _, default = virtual_model(prepared, monkeypatch)
+    r_tiny, r_default = (base - tiny).abs().mean().item(), (base - default).abs().mean().item()
+    assert r_tiny < 0.1 * r_default, (r_tiny, r_default)  # seen: 0.09 vs 2.7
+    params = dict(prepared.model.named_parameters())
+    assert all(torch.allclose(virtual[n], p, atol=1e-6) for n, p in params.items())
+    # Not exactly 0: the virtual epoch runs in train mode, so BatchNorm running statistics move
+    # (also in the layers it does not update), as in the authors' code.
+    buffers = {n for n, _ in prepared.model.named_buffers() if "running_mean" in n}
+    assert any(not torch.equal(virtual[n], prepared.model.state_dict()[n]) for n in buffers)
+
+
+def test_switch_meta_epochs_trains_the_virtual_model_that_many_epochs_per_stage3_epoch(runs_env, no_mixmatch, monkeypatch):
+    calls, real = [], asd.train_epoch
+
+    def counting(model, x, y, index, optimizer, **kwargs):
+        calls.append((len(index), kwargs["loss_fn"], kwargs["batch_size"]))
+        return real(model, x, y, index, optimizer, **kwargs)
+
+    monkeypatch.setattr(asd, "train_epoch", counting)
+    switch_run(runs_env, no_mixmatch, epochs=2, **{"defense.t1": 0, "defense.t2": 0, "defense.meta_epochs": 2,
+                                                    "defense.meta_batch_size": 256})
+    assert calls == [(600, cross_entropy, 256)] * 4  # 2 stage-3 epochs × 2 virtual epochs on all of D with CE
+    calls.clear()
+    switch_run(runs_env, no_mixmatch, epochs=2, **{"defense.t1": 1, "defense.t2": 1})
+    assert len(calls) == 1  # meta_epochs 1, one stage-3 epoch
