@@ -185,10 +185,13 @@ def score(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: LossFn, *
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, test_x: torch.Tensor, test_y: torch.Tensor, asr_x: torch.Tensor | None, asr_y: torch.Tensor | None, *, normalize: Normalizer, batch_size: int = 1024) -> dict[str, float]:
-    """Clean accuracy (ACC) on the test set and attack success rate (ASR) on the triggered non-target test set."""
-    acc = (predict(model, test_x, normalize=normalize, batch_size=batch_size).argmax(1).cpu() == test_y.cpu()).float().mean().item()
-    result = {"acc": acc}
+def evaluate(model: nn.Module, test_x: torch.Tensor, test_y: torch.Tensor, asr_x: torch.Tensor | None, asr_y: torch.Tensor | None, *, normalize: Normalizer, batch_size: int = 1024) -> dict:
+    """Clean accuracy (ACC, and per class) on the test set and attack success rate (ASR) on the triggered non-target test set."""
+    correct = (predict(model, test_x, normalize=normalize, batch_size=batch_size).argmax(1).cpu() == test_y.cpu()).float()
+    labels = test_y.cpu()
+    counts = torch.bincount(labels).clamp(min=1)
+    per_class = torch.bincount(labels, weights=correct) / counts
+    result: dict = {"acc": correct.mean().item(), "acc_per_class": [round(v, 4) for v in per_class.tolist()]}
     if asr_x is not None and len(asr_x):
         result["asr"] = (predict(model, asr_x, normalize=normalize, batch_size=batch_size).argmax(1).cpu() == asr_y.cpu()).float().mean().item()
     return result

@@ -71,7 +71,6 @@ class Run:
         self.test = test
         self.asr_test = asr_testset(test, attack, target=config.target, label_mode=config.label_mode)
         self.num_classes = train.num_classes
-        self._check_defense_inputs()
 
         dev = self.device
         self.x = self.train.data.x.to(dev)
@@ -85,6 +84,7 @@ class Run:
         self.optimizer: torch.optim.Optimizer | None = None
         self.scheduler = None
         self.state: dict[str, torch.Tensor] = {}  # defense state that must survive a resume
+        self._check_defense_inputs()  # needs the data and the model; still before any training
 
         self.key = config_hash(config)
         self.folder = Path(root or runs_dir()) / f"{config.defense}-{config.attack}-{self.key}"
@@ -138,7 +138,8 @@ class Run:
         clean_hard = hardest & ~is_poison
         self.log(arrays={"clean_pool": clean_pool.clone()}, pool_size=int(clean_pool.sum()),
                  poison_in_pool=int((clean_pool & is_poison).sum()), hard_in_pool=int((clean_pool & clean_hard).sum()),
-                 clean_hard=int(clean_hard.sum()))
+                 clean_hard=int(clean_hard.sum()),
+                 pool_per_class=torch.bincount(self.train.observed_label[clean_pool], minlength=self.num_classes).tolist())
 
     def pool_summary(self) -> dict[str, Any]:
         """Isolation figures over the run: the most poisoned samples ever in D_C (Tables 11-12) and the last pool's TPR/FPR."""

@@ -10,7 +10,7 @@ import torch
 import asdkit
 import asdkit.defenses.asd as asd
 from asdkit import make_config, run
-from asdkit.defenses.policies import class_agnostic_loss_split, class_aware_loss_split, lowest_fraction, meta_split
+from asdkit.defenses.policies import class_agnostic_loss_split, class_aware_loss_split, lowest_count, lowest_fraction, meta_split
 from asdkit.engine import score
 from asdkit.losses import cross_entropy, sce_loss
 from asdkit.models import make_model
@@ -128,6 +128,12 @@ def test_meta_split_takes_the_least_loss_reduction_and_never_planted_poison():
 
 def test_lowest_fraction_breaks_ties_by_index():
     assert indices(lowest_fraction(torch.tensor([1.0, 0.0, 1.0, 0.0, 1.0]), 0.6)) == {1, 3, 0}
+
+
+@pytest.mark.parametrize("k, expected", [(0, {11, 8}), (3, {11, 8, 6, 1, 10}), (5, {11, 8, 6, 1, 10, 3, 5}), (50, set(range(12)))])
+def test_lowest_count_keeps_the_seeds_and_adds_the_k_lowest_of_the_rest(k, expected):
+    assert indices(lowest_count(LOSSES, k, keep=SEEDS)) == expected  # whatever the class
+    assert indices(lowest_count(LOSSES, k)) == set(torch.argsort(LOSSES)[:k].tolist())
 
 
 @pytest.mark.parametrize("split", ["aware", "agnostic", "meta"])
@@ -270,7 +276,16 @@ def test_bad_option_through_make_config_stops_the_run_before_training(runs_env, 
     with pytest.raises(ValueError, match="gamma"):
         run(config, quiet=True)
     assert not folder_of(runs_env, config).exists()
-    with pytest.raises(ValueError, match="meta_layers"):  # meta_layers beyond the model's 4 layer groups
+
+
+def test_bug_meta_layers_beyond_the_model_is_reported_under_another_name(runs_env, monkeypatch):
+    """BUG: defense.meta_layers=5 (the compact model has 4 layer groups) stops the run before training, as it should,
+    but the message reads "The 'k' parameter of last_layers must be in [1, 4]", never naming 'meta_layers'."""
+    def boom(*a, **k):
+        pytest.fail("training started")
+
+    monkeypatch.setattr(asd, "mixmatch_epoch", boom)
+    with pytest.raises(ValueError, match="meta_layers"):
         run(asd_config(**{**SMALL, "defense.meta_layers": 5}), quiet=True)
 
 
@@ -350,17 +365,22 @@ def test_smoke_record_counts_poison_in_the_pool_from_the_ground_truth(reference)
 
 def test_smoke_record_snapshots(reference):
     rec, prepared = reference["record"], reference["run"]
-    snap = rec.snapshots["end_of_stage2"]
-    assert int(snap["epoch"]) == 2
+    assert int(rec.snapshots["end_of_stage2"]["epoch"]) == 2
+    weights = rec.weights("end_of_stage2")
     model = make_model("compact", num_classes=10, in_channels=1, widths=[16, 32, 64])
-    model.load_state_dict(snap["model"])  # strict: every key, every shape
+    model.load_state_dict(weights)  # strict: every key, every shape
     # the stage-3 epoch scored exactly this model: its L1 comes back from the snapshot
     l1 = score(model, prepared.x, prepared.y, lambda lg, y: sce_loss(lg, y), normalize=prepared.normalize)
     assert torch.allclose(l1, rec.epoch_array("l1_loss", 3), atol=0.02, rtol=0.01)
-    final = load_checked(reference["folder"] / "model.pt")
-    assert any(not torch.equal(final[k], snap["model"][k]) for k in final)  # stage 3 trained on
-    assert set(rec.snapshots["final"]) == {"ce", "sce"}
-    assert all(v.shape == (TRAIN,) for v in rec.snapshots["final"].values())
+    final = rec.weights("final")
+    assert final.keys() == weights.keys()
+    assert all(torch.equal(final[k], v) for k, v in load_checked(reference["folder"] / "model.pt").items())
+    assert any(not torch.equal(final[k], weights[k]) for k in final)  # stage 3 trained on
+    for name in ("ce", "sce"):  # Fig. 3 (d): losses of every training sample under the final model
+        assert rec.snapshots["final"][name].shape == (TRAIN,)
+    model.load_state_dict(final)
+    sce = score(model, prepared.x, prepared.y, lambda lg, y: sce_loss(lg, y), normalize=prepared.normalize)
+    assert torch.allclose(sce, rec.snapshots["final"]["sce"].float(), atol=0.02, rtol=0.01)
 
 
 def test_asd_lowers_asr_against_no_defense_on_the_same_smoke_data(reference, runs_env):
@@ -408,8 +428,8 @@ def test_resume_after_an_interruption_gives_the_uninterrupted_run(reference, run
         assert summary[k] == reference["summary"][k], k
     wa, wb = load_checked(reference["folder"] / "model.pt"), load_checked(folder / "model.pt")
     assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
-    assert all(torch.equal(a.snapshots["end_of_stage2"]["model"][k], b.snapshots["end_of_stage2"]["model"][k])
-               for k in a.snapshots["end_of_stage2"]["model"])
+    sa, sb = a.weights("end_of_stage2"), b.weights("end_of_stage2")
+    assert sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
 # =========================================================================== every switch changes what it claims
@@ -457,34 +477,60 @@ def test_switch_stages_13_runs_no_stage_2(runs_env, no_mixmatch):
 
 
 def test_switch_stage1_split_class_agnostic(runs_env, no_mixmatch):
-    rec = switch_run(runs_env, no_mixmatch, **{"defense.stage1_split": "class-agnostic", "defense.alpha": 0.3})
-    for e in (0, 1, 2):  # stages 1 and 2 both take alpha·N = 180 lowest-L1 samples, seeds not forced in
-        pool, l1 = rec.epoch_array("clean_pool", e), rec.epoch_array("l1_loss", e)
-        assert int(pool.sum()) == round(0.3 * 600)
-        assert l1[pool].max() <= l1[~pool].min()
-    assert not rec.epoch_array("clean_pool", 0)[rec.arrays["seeds"]].all()
-    assert rec.metric("pool_size")[3] == 300  # gamma untouched
+    """Fig. 11a: the seeds plus per_class × C lowest-L1 samples of the whole set (002 appendix I: the same number in D_C)."""
+    rec = switch_run(runs_env, no_mixmatch, **{"defense.stage1_split": "class-agnostic"})
+    default = switch_run(runs_env, no_mixmatch)
+    assert rec.metric("pool_size") == default.metric("pool_size") == [100, 500, 300, 300]
+    labels, seeds = rec.arrays["observed_label"], rec.arrays["seeds"]
+    pool, l1 = rec.epoch_array("clean_pool", 1), rec.epoch_array("l1_loss", 1)
+    assert pool[seeds].all()
+    picked = pool.clone()
+    picked[seeds] = False
+    rest = ~pool
+    assert int(picked.sum()) == 40 * 10
+    assert l1[picked].max() <= l1[rest].min()  # the lowest of the whole set, whatever the class
+    counts = torch.bincount(labels[picked], minlength=10)
+    assert (counts != 40).any(), counts  # not 40 a class: class-agnostic
+    assert torch.equal(torch.bincount(labels[default.epoch_array("clean_pool", 1)], minlength=10)
+                       - torch.bincount(labels[seeds], minlength=10), torch.full((10,), 40))
 
 
 def test_switch_stage2_split_class_aware(runs_env, no_mixmatch):
-    rec = switch_run(runs_env, no_mixmatch, **{"defense.stage2_split": "class-aware", "defense.warmup_step": 20})
-    size = expected_class_aware_size(rec, (2 // 1) * 20)  # epoch 2: per_class = 2 · 20
-    assert rec.metric("pool_size")[2] == size == 100 + 10 * 40
-    assert rec.epoch_array("clean_pool", 2)[rec.arrays["seeds"]].all()
-    assert rec.metric("pool_size")[3] == 300
+    """Fig. 11b: round(alpha·N / C) lowest-L1 samples of each class, no seeds forced in."""
+    rec = switch_run(runs_env, no_mixmatch, **{"defense.stage2_split": "class-aware", "defense.alpha": 0.3})
+    labels = rec.arrays["observed_label"]
+    pool, l1 = rec.epoch_array("clean_pool", 2), rec.epoch_array("l1_loss", 2)
+    per_class = round(0.3 * 600 / 10)
+    sizes = torch.bincount(labels, minlength=10)
+    assert sizes.min() >= per_class  # no class is capped here, so the number is alpha·N as in stage 2's default
+    assert torch.equal(torch.bincount(labels[pool], minlength=10), torch.full((10,), per_class))
+    assert rec.metric("pool_size")[2] == 180 == round(0.3 * 600)
+    for k in range(10):
+        in_k = labels == k
+        assert l1[pool & in_k].max() <= l1[~pool & in_k].min()
+    assert rec.metric("pool_size")[:2] == [100, 500] and rec.metric("pool_size")[3] == 300
+    agnostic = switch_run(runs_env, no_mixmatch, **{"defense.alpha": 0.3})
+    assert agnostic.metric("pool_size")[2] == 180
+    assert (torch.bincount(labels[agnostic.epoch_array("clean_pool", 2)], minlength=10) != per_class).any()
 
 
-@pytest.mark.parametrize("every, step", [(1, 40), (2, 7), (1, 100)])
+@pytest.mark.parametrize("every, step", [(1, 12), (2, 7), (1, 40)])
 def test_switch_warmup_step_and_every_set_the_stage1_pool_sizes(runs_env, no_mixmatch, every, step):
-    rec = switch_run(runs_env, no_mixmatch, **{"defense.t1": 4, "defense.t2": 4, "defense.warmup_every": every,
-                                                "defense.warmup_step": step})
-    assert rec.metric("stage") == [1, 1, 1, 1]
-    sizes = [expected_class_aware_size(rec, (e // every) * step) for e in range(4)]
+    n = 3 if step == 40 else 4
+    rec = switch_run(runs_env, no_mixmatch, **{"defense.t1": n, "defense.t2": n, "defense.warmup_every": every,
+                                                "defense.warmup_step": step, "epochs": n})
+    sizes = [expected_class_aware_size(rec, (e // every) * step) for e in range(rec.epochs)]
     assert rec.metric("pool_size") == sizes
-    uncapped = {(1, 40): [100, 500], (2, 7): [100, 100, 170, 170], (1, 100): [100]}[(every, step)]
+    uncapped = {(1, 12): [100, 220, 340], (2, 7): [100, 100, 170, 170], (1, 40): [100, 500]}[(every, step)]
     assert sizes[: len(uncapped)] == uncapped
-    if step == 100:  # capped by the class sizes (about 50 non-seed candidates a class)
-        assert sizes[1] < 100 + 10 * 100 and sizes[1] == sizes[3]
+    if step == 40:  # by epoch 2, 90 a class: capped by the class sizes (about 50 non-seed candidates a class)
+        assert 500 < sizes[2] < 100 + 10 * 80
+
+
+def test_a_warmup_that_would_empty_the_polluted_pool_is_refused_before_training(runs_env, no_mixmatch):
+    with pytest.raises(ValueError, match="whole training set"):
+        switch_run(runs_env, no_mixmatch, **{"defense.t1": 4, "defense.t2": 4, "defense.warmup_every": 1, "defense.warmup_step": 100})
+    assert not no_mixmatch  # no MixMatch epoch ran
 
 
 @pytest.mark.parametrize("gamma", [0.2, 0.7])

@@ -23,7 +23,7 @@ from ..losses import cross_entropy, sce_loss
 from ..models import last_layers
 from ..semi import MixMatchConfig, mixmatch_epoch
 from . import DefenseSpec
-from .policies import class_agnostic_loss_split, class_aware_loss_split, meta_split
+from .policies import class_agnostic_loss_split, class_aware_loss_split, lowest_count, meta_split
 
 # Paper-scale defaults (002 Section 5.1 and appendix B.3; the authors' code where the paper is silent).
 DEFAULTS: dict[str, Any] = {
@@ -61,10 +61,21 @@ def options(run) -> dict[str, Any]:
             raise ValueError(f"The '{key}' option of ASD must be one of {list(_SPLITS)}. Got {o[key]!r} instead.")
     if o["meta_optimizer"] not in ("adam", "sgd"):
         raise ValueError(f"The 'meta_optimizer' option of ASD must be 'adam' or 'sgd'. Got {o['meta_optimizer']!r} instead.")
-    for key in ("warmup_every", "iterations", "mixmatch_batch_size", "meta_epochs", "meta_layers", "seeds_per_class"):
-        if not isinstance(o[key], int) or o[key] < 1:
+    def is_int(v) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    for key in ("warmup_every", "iterations", "mixmatch_batch_size", "meta_epochs", "meta_layers", "seeds_per_class", "meta_batch_size"):
+        if not is_int(o[key]) or o[key] < 1:
             raise ValueError(f"The '{key}' option of ASD must be a positive int. Got {o[key]!r} instead.")
-    if not 0 <= o["poisoned_seeds"] <= o["seeds_per_class"] * run.num_classes:
+    if not is_int(o["warmup_step"]) or o["warmup_step"] < 0:
+        raise ValueError(f"The 'warmup_step' option of ASD must be a non-negative int. Got {o['warmup_step']!r} instead.")
+    for key in ("meta_lr", "temperature", "mixup_alpha"):
+        if isinstance(o[key], bool) or not isinstance(o[key], (int, float)) or o[key] <= 0:
+            raise ValueError(f"The '{key}' option of ASD must be a positive float. Got {o[key]!r} instead.")
+    for key in ("lambda_u", "sce_alpha", "sce_beta"):
+        if isinstance(o[key], bool) or not isinstance(o[key], (int, float)) or o[key] < 0:
+            raise ValueError(f"The '{key}' option of ASD must be a non-negative float. Got {o[key]!r} instead.")
+    if not is_int(o["poisoned_seeds"]) or not 0 <= o["poisoned_seeds"] <= o["seeds_per_class"] * run.num_classes:
         raise ValueError(f"The 'poisoned_seeds' option of ASD must be in [0, {o['seeds_per_class'] * run.num_classes}]. Got {o['poisoned_seeds']!r} instead.")
     return o
 
@@ -115,13 +126,18 @@ def run_asd(run) -> dict[str, Any]:
     mm = MixMatchConfig(iterations=o["iterations"], batch_size=o["mixmatch_batch_size"], temperature=o["temperature"],
                         alpha=o["mixup_alpha"], lambda_u=o["lambda_u"], rampup_epochs=float(c.epochs))
     l1 = lambda logits, y: sce_loss(logits, y, alpha=o["sce_alpha"], beta=o["sce_beta"])  # noqa: E731
-    last_layers(run.model, o["meta_layers"])  # validates meta_layers against this model, before training
     seeds = clean_seeds(run, o)
     run.record.arrays["seeds"] = seeds
     run.make_optimizer(steps_per_epoch=o["iterations"])
-    splits = {"class-aware": lambda e, losses: class_aware_loss_split(
-                  losses, run.train.observed_label, seeds=seeds, per_class=(e // o["warmup_every"]) * o["warmup_step"]),
-              "class-agnostic": lambda e, losses: class_agnostic_loss_split(losses, rate=o["alpha"])}
+    labels, n, k = run.train.observed_label, len(run.train), run.num_classes
+    per_class = lambda e: (e // o["warmup_every"]) * o["warmup_step"]  # noqa: E731 - T/t × n (Algorithm 1 line 9)
+    # Fig. 11 swaps a stage's mode but "will not change the number in D_C" (002 appendix I).
+    splits = {
+        (1, "class-aware"): lambda e, losses: class_aware_loss_split(losses, labels, seeds=seeds, per_class=per_class(e)),
+        (1, "class-agnostic"): lambda e, losses: lowest_count(losses, per_class(e) * k, keep=seeds),
+        (2, "class-agnostic"): lambda e, losses: class_agnostic_loss_split(losses, rate=o["alpha"]),
+        (2, "class-aware"): lambda e, losses: class_aware_loss_split(losses, labels, seeds=seeds[:0], per_class=round(o["alpha"] * n / k)),
+    }
     for epoch in run.epochs():
         stage = stage_of(epoch, o, c.epochs)
         t0 = time.perf_counter()
@@ -133,7 +149,7 @@ def run_asd(run) -> dict[str, Any]:
             clean = meta_split(reduction, rate=o["gamma"])
             arrays.update(virtual_loss=virtual, loss_reduction=reduction)
         else:
-            clean = splits[o[f"stage{stage}_split"]](epoch, losses)
+            clean = splits[stage, o[f"stage{stage}_split"]](epoch, losses)
         split_seconds = time.perf_counter() - t0
         stats = mixmatch_epoch(run.model, run.x, run.y, clean, run.optimizer, num_classes=run.num_classes, epoch=epoch,
                                config=mm, normalize=run.normalize, generator=epoch_generator(c.seed, epoch, stream=1),
@@ -154,6 +170,19 @@ def check(run) -> None:
         seed_samples(run.train.observed_label, o["seeds_per_class"], seed=run.config.seed, exclude=run.train.is_poison)
     except ValueError as exc:
         raise ValueError(f"ASD's seeds_per_class={o['seeds_per_class']} cannot be drawn from this training set: {exc}") from None
+    groups = len(getattr(run.model, "layer_groups", ()))
+    if o["meta_layers"] > groups:
+        raise ValueError(f"The 'meta_layers' option of ASD must be in [1, {groups}] for model {run.config.model!r} "
+                         f"(its layer groups: {list(run.model.layer_groups)}). Got {o['meta_layers']} instead.")
+    # The polluted pool must never be empty: the largest stage-1 pool (last stage-1 epoch) must leave samples out.
+    last_stage1 = max((e for e in range(run.config.epochs) if stage_of(e, o, run.config.epochs) == 1), default=None)
+    if last_stage1 is not None:
+        per_class = (last_stage1 // o["warmup_every"]) * o["warmup_step"] + o["seeds_per_class"]
+        sizes = torch.bincount(run.train.observed_label, minlength=run.num_classes)
+        full = bool((sizes <= per_class).all()) if o["stage1_split"] == "class-aware" else per_class * run.num_classes >= len(run.train)
+        if full:
+            raise ValueError(f"ASD's warm-up (warmup_step={o['warmup_step']} every {o['warmup_every']} epochs, t1={o['t1']}) would put "
+                             f"the whole training set ({len(run.train)}) in the clean pool by epoch {last_stage1}; lower warmup_step or t1.")
 
 
 SPEC = DefenseSpec(

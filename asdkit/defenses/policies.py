@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["class_aware_loss_split", "class_agnostic_loss_split", "meta_split", "lowest_fraction"]
+__all__ = ["class_aware_loss_split", "class_agnostic_loss_split", "meta_split", "lowest_fraction", "lowest_count"]
 
 
 def _check_scores(scores: torch.Tensor, name: str) -> None:
@@ -22,9 +22,17 @@ def lowest_fraction(scores: torch.Tensor, rate: float) -> torch.Tensor:
     _check_scores(scores, "scores")
     if not 0 < rate <= 1:
         raise ValueError(f"The 'rate' parameter must be a float in the range (0, 1]. Got {rate!r} instead.")
-    k = int(round(rate * len(scores)))
+    return lowest_count(scores, int(round(rate * len(scores))))
+
+
+def lowest_count(scores: torch.Tensor, k: int, *, keep: torch.Tensor | None = None) -> torch.Tensor:
+    """Mask of ``keep`` (indices always in) plus the ``k`` lowest-score samples among the others."""
+    _check_scores(scores, "scores")
     mask = torch.zeros(len(scores), dtype=torch.bool)
-    mask[torch.argsort(scores.float().cpu(), stable=True)[:k]] = True
+    if keep is not None:
+        mask[keep.cpu()] = True
+    candidates = (~mask).nonzero().squeeze(1)
+    mask[candidates[torch.argsort(scores.float().cpu()[candidates], stable=True)[:max(0, k)]]] = True
     return mask
 
 
