@@ -180,7 +180,7 @@ def test_evaluate_of_a_perfect_model_is_one():
     y = torch.arange(12) % 10
     norm = Normalizer(IDENTITY["mean"], IDENTITY["std"], CPU)
     out = evaluate(OneHotOfFirstPixel(), labelled(y), y, labelled(torch.full((8,), 3)), torch.full((8,), 3), normalize=norm, batch_size=5)
-    assert out == {"acc": 1.0, "asr": 1.0}
+    assert out == {"acc": 1.0, "asr": 1.0, "acc_per_class": [1.0] * 10}
 
 
 def test_evaluate_counts_exact_fractions():
@@ -194,7 +194,12 @@ def test_evaluate_counts_exact_fractions():
     out = evaluate(OneHotOfFirstPixel(), labelled(shown), y, labelled(asr_shown), asr_y, normalize=norm, batch_size=5)
     assert out["acc"] == pytest.approx(0.75) and out["asr"] == pytest.approx(0.5)
     assert 0 <= out["acc"] <= 1 and 0 <= out["asr"] <= 1
-    assert evaluate(OneHotOfFirstPixel(), labelled(shown), y, None, None, normalize=norm) == {"acc": pytest.approx(0.75)}
+    no_asr = evaluate(OneHotOfFirstPixel(), labelled(shown), y, None, None, normalize=norm)
+    assert set(no_asr) == {"acc", "acc_per_class"} and no_asr["acc"] == pytest.approx(0.75)
+    # per class: the fraction right among that class's test samples (a class with none counts 0)
+    per_class = torch.tensor(no_asr["acc_per_class"])
+    counts = torch.bincount(y, minlength=len(per_class)).float()
+    assert (per_class * counts).sum() / counts.sum() == pytest.approx(0.75)
 
 
 # --------------------------------------------------------------------------- train_epoch
