@@ -28,6 +28,7 @@ __all__ = [
     "predict",
     "EpochResult",
     "epoch_generator",
+    "WeightAverage",
 ]
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (logits, labels) -> per-sample loss
@@ -102,6 +103,29 @@ def batches(index: torch.Tensor, batch_size: int, *, generator: torch.Generator 
 def autocast(device: torch.device):
     """Mixed precision on CUDA (bfloat16), full precision elsewhere."""
     return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
+
+
+class WeightAverage:
+    """An exponential moving average of a model's weights (MixMatch's evaluation model, Berthelot et al. 2019 §3.5).
+
+    ``update(model)`` after every optimiser step: θ_avg ← d·θ_avg + (1 − d)·θ; buffers
+    (BatchNorm statistics) are copied as they are.
+    """
+
+    def __init__(self, model: nn.Module, decay: float = 0.999) -> None:
+        import copy
+
+        self.model = copy.deepcopy(model)
+        self.decay = decay
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        for avg, p in zip(self.model.parameters(), model.parameters()):
+            avg.lerp_(p.detach(), 1 - self.decay)
+        for avg, b in zip(self.model.buffers(), model.buffers()):
+            avg.copy_(b)
 
 
 @dataclass

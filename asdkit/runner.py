@@ -84,6 +84,7 @@ class Run:
         self.optimizer: torch.optim.Optimizer | None = None
         self.scheduler = None
         self.state: dict[str, torch.Tensor] = {}  # defense state that must survive a resume
+        self.average = None  # a WeightAverage, if the defense keeps one: then ACC/ASR are measured on it
         self._check_defense_inputs()  # needs the data and the model; still before any training
 
         self.key = config_hash(config)
@@ -155,10 +156,10 @@ class Run:
             "fpr": float((flagged & ~is_poison).sum() / max(1, int((~is_poison).sum()))),
         }
 
-    def save_weights(self, name: str, *, file: str | None = None, **info: Any) -> None:
-        """Save the current weights once as ``<name>.pt`` (or ``file``) in the run folder; the record's snapshot ``name`` points to it."""
+    def save_weights(self, name: str, *, file: str | None = None, model: torch.nn.Module | None = None, **info: Any) -> None:
+        """Save the current weights (of ``model``, default the trained one) once as ``<name>.pt`` (or ``file``); the snapshot ``name`` points to it."""
         file = file or f"{name}.pt"
-        save_atomic(self.model.state_dict(), self.folder / file)
+        save_atomic((model or self.model).state_dict(), self.folder / file)
         self.record.snapshots.setdefault(name, {}).update(weights=file, **{k: torch.tensor(v) for k, v in info.items()})
 
     def snapshot_losses(self, name: str) -> None:
@@ -173,7 +174,8 @@ class Run:
     def evaluate(self) -> dict[str, float]:
         """ACC on the clean test set and ASR on the triggered non-target test set, now."""
         tx, ty, ax, ay = self._test
-        return evaluate(self.model, tx, ty, ax, ay, normalize=self.normalize, batch_size=self.config.eval_batch_size)
+        model = self.average.model if self.average is not None else self.model
+        return evaluate(model, tx, ty, ax, ay, normalize=self.normalize, batch_size=self.config.eval_batch_size)
 
     def epochs(self) -> Iterator[int]:
         """The resumable epoch loop: yields epoch numbers; after each, evaluates, records and checkpoints."""
@@ -213,6 +215,7 @@ class Run:
             "optimizer": self.optimizer.state_dict() if self.optimizer else {},
             "scheduler": self.scheduler.state_dict() if self.scheduler else {},
             "state": self.state,
+            "average": self.average.model.state_dict() if self.average is not None else {},
             "seconds": self.seconds,
         }, self.folder / "checkpoint.pt")
 
@@ -234,6 +237,8 @@ class Run:
         if self.scheduler is not None and ckpt["scheduler"]:
             self.scheduler.load_state_dict(ckpt["scheduler"])
         self.state.update(ckpt["state"])
+        if self.average is not None and ckpt.get("average"):
+            self.average.model.load_state_dict(ckpt["average"])
         self.seconds = float(ckpt.get("seconds", 0.0))
         return int(ckpt["epoch"])
 
@@ -244,7 +249,8 @@ class Run:
                    "record": str(self.folder), "epochs": self.record.epochs, **extra}
         self.record.summary = summary
         self.record.status = "done"
-        self.save_weights("final", file="model.pt")
+        # the weights whose ACC/ASR the summary reports: the weight average when there is one
+        self.save_weights("final", file="model.pt", model=self.average.model if self.average is not None else None)
         self.record.save()
         return summary
 

@@ -73,7 +73,7 @@ class PoolSampler:
 
 def mixmatch_epoch(model: nn.Module, x: torch.Tensor, y: torch.Tensor, clean_pool: torch.Tensor, optimizer: torch.optim.Optimizer,
                    *, num_classes: int, epoch: int, config: MixMatchConfig, normalize: Normalizer, generator: torch.Generator,
-                   pad: int = 2, flip: bool = False, scheduler=None, progress=None) -> dict[str, float]:
+                   pad: int = 2, flip: bool = False, scheduler=None, average=None, progress=None) -> dict[str, float]:
     """One epoch of MixMatch: D_C = ``x[clean_pool]`` with labels, D_P = the rest without (002 Eq. 2).
 
     ``clean_pool`` is a boolean mask over the training set. Label guessing averages the
@@ -82,7 +82,8 @@ def mixmatch_epoch(model: nn.Module, x: torch.Tensor, y: torch.Tensor, clean_poo
     concatenated [labelled, view 1, view 2] batch with a random permutation of itself;
     the mixed batch goes through the model in a single forward pass, so every BatchNorm
     batch holds labelled and unlabelled samples together (what the reference code's
-    "interleave" achieves with three passes). Returns the mean L, L_x, L_u and λ_u weight.
+    "interleave" achieves with three passes). ``average`` (a ``WeightAverage``) is updated
+    after every step when given. Returns the mean L, L_x, L_u and λ_u weight.
     """
     device = x.device
     labelled = clean_pool.nonzero().squeeze(1)
@@ -121,6 +122,8 @@ def mixmatch_epoch(model: nn.Module, x: torch.Tensor, y: torch.Tensor, clean_poo
         optimizer.step()
         if scheduler is not None:
             scheduler.step()
+        if average is not None:
+            average.update(model)
         totals += torch.tensor([loss.item(), lx.item(), lu.item()])
         if progress is not None:
             progress.update(1)

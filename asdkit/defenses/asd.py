@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from ..data import seed_samples
-from ..engine import epoch_generator, score, train_epoch
+from ..engine import WeightAverage, epoch_generator, score, train_epoch
 from ..losses import cross_entropy, sce_loss
 from ..models import last_layers
 from ..semi import MixMatchConfig, mixmatch_epoch
@@ -38,6 +38,7 @@ DEFAULTS: dict[str, Any] = {
     "iterations": 1024, "mixmatch_batch_size": 64, "temperature": 0.5, "mixup_alpha": 0.75, "lambda_u": 15.0,
     "sce_alpha": 0.1, "sce_beta": 1.0,
     "clean_hard_fraction": 0.1,  # 002 Section 5.2: the 5,000 of 50,000 samples with the largest L1 loss
+    "weight_average": 0.0,  # EMA decay of an evaluation copy (MixMatch's; commented out in the authors' code): 0 = off
 }
 _SPLITS = ("class-aware", "class-agnostic")
 
@@ -53,6 +54,8 @@ def options(run) -> dict[str, Any]:
         raise ValueError(f"ASD needs 0 <= t1 <= t2 <= epochs; got t1={o['t1']}, t2={o['t2']}, epochs={c.epochs}.")
     if not set(str(o["stages"])) <= set("123") or not str(o["stages"]):
         raise ValueError(f"The 'stages' option of ASD must be a non-empty subset of '123'. Got {o['stages']!r} instead.")
+    if isinstance(o["weight_average"], bool) or not isinstance(o["weight_average"], (int, float)) or not 0 <= o["weight_average"] < 1:
+        raise ValueError(f"The 'weight_average' option of ASD must be a float in the range [0, 1). Got {o['weight_average']!r} instead.")
     for key in ("alpha", "gamma", "clean_hard_fraction"):
         if not 0 < o[key] < 1:
             raise ValueError(f"The '{key}' option of ASD must be a float in the range (0, 1). Got {o[key]!r} instead.")
@@ -128,6 +131,8 @@ def run_asd(run) -> dict[str, Any]:
     l1 = lambda logits, y: sce_loss(logits, y, alpha=o["sce_alpha"], beta=o["sce_beta"])  # noqa: E731
     seeds = clean_seeds(run, o)
     run.record.arrays["seeds"] = seeds
+    if o["weight_average"]:
+        run.average = WeightAverage(run.model, o["weight_average"])  # measures ACC/ASR only; splits use f_θ
     run.make_optimizer(steps_per_epoch=o["iterations"])
     labels, n, k = run.train.observed_label, len(run.train), run.num_classes
     per_class = lambda e: (e // o["warmup_every"]) * o["warmup_step"]  # noqa: E731 - T/t × n (Algorithm 1 line 9)
@@ -153,7 +158,8 @@ def run_asd(run) -> dict[str, Any]:
         split_seconds = time.perf_counter() - t0
         stats = mixmatch_epoch(run.model, run.x, run.y, clean, run.optimizer, num_classes=run.num_classes, epoch=epoch,
                                config=mm, normalize=run.normalize, generator=epoch_generator(c.seed, epoch, stream=1),
-                               pad=c.pad, flip=run.train.data.hflip, progress=run.progress, scheduler=run.scheduler)
+                               pad=c.pad, flip=run.train.data.hflip, progress=run.progress, scheduler=run.scheduler,
+                               average=run.average)
         run.log_clean_pool(clean, losses, hard_fraction=o["clean_hard_fraction"])
         run.log(arrays=arrays, stage=stage, split_seconds=round(split_seconds, 3), **stats)
         if stage != 3 and epoch + 1 < c.epochs and stage_of(epoch + 1, o, c.epochs) == 3:
