@@ -79,11 +79,13 @@ _BASE: dict[str, dict[str, Any]] = {
 }
 
 
-def _defense_presets(defense: str, scale: str) -> dict[str, Any]:
+def _defense_presets(defense: str, scale: str, dataset: str) -> dict[str, Any]:
     from .defenses import DEFENSES  # late import: config sits below defenses
 
     spec = DEFENSES.get(defense)
-    return dict(spec.presets.get(scale, {})) if spec is not None else {}
+    if spec is None:
+        return {}
+    return {**spec.presets.get(scale, {}), **spec.dataset_presets.get((scale, dataset), {})}
 
 
 def make_config(scale: str = "classroom", *, defense: str = "none", overrides: dict[str, Any] | None = None) -> RunConfig:
@@ -91,7 +93,8 @@ def make_config(scale: str = "classroom", *, defense: str = "none", overrides: d
     if scale not in SCALES:
         raise ValueError(f"The 'scale' parameter must be one of {list(SCALES)}. Got {scale!r} instead.")
     values: dict[str, Any] = dict(_BASE[scale])
-    values.update(_defense_presets(defense, scale))
+    dataset = (overrides or {}).get("dataset", values.get("dataset", RunConfig.dataset))
+    values.update(_defense_presets(defense, scale, dataset))
     values["scale"], values["defense"] = scale, defense
     model = (overrides or {}).get("model", values.get("model", "compact"))
     if model != "compact" and "model_args" not in (overrides or {}):

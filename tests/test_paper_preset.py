@@ -59,3 +59,10 @@ def test_paper_preset_of_asd_runs_every_stage_with_resnet18_on_cifar10_mini(runs
     assert rec.metric("stage") == [1, 2, 3]
     assert "end_of_stage2" in rec.snapshots
     ResNet18(10, 3).load_state_dict(rec.weights("end_of_stage2"))  # the snapshot is a real ResNet-18
+
+
+def test_paper_preset_of_asd_ends_at_epoch_100_on_gtsrb_unless_told_otherwise():
+    assert make_config("paper", defense="asd", overrides={"dataset": "gtsrb"}).epochs == 100  # 002 Section 5.1
+    assert make_config("paper", defense="asd").epochs == 120
+    assert make_config("paper", defense="asd", overrides={"dataset": "gtsrb", "epochs": 50}).epochs == 50
+    assert make_config("paper", overrides={"dataset": "gtsrb"}).epochs == 200  # no defense: 002 B.2's 200 epochs

@@ -18,6 +18,7 @@ class DefenseSpec:
     name: str
     run: Callable[[Any], dict]
     presets: dict[str, dict] = field(default_factory=dict)
+    dataset_presets: dict[tuple[str, str], dict] = field(default_factory=dict)  # (scale, dataset) -> fields
     summary: str = ""
     check: Callable[[Any], None] | None = None  # validates defense options on a prepared Run
 

@@ -193,14 +193,19 @@ def check(run) -> None:
 
 SPEC = DefenseSpec(
     name="asd",
+    dataset_presets={("paper", "gtsrb"): dict(epochs=100)},  # 002 Section 5.1: T3 = 100 on GTSRB
     run=run_asd,
     check=check,
     summary="ASD: seeds → class-aware → class-agnostic → meta-split pools, MixMatch (002)",
     presets={
         # 002 B.3: Adam 0.002, batch 64, 120 epochs, T1/T2 = 60/90, 1,024 MixMatch iterations an epoch.
         "paper": dict(epochs=120, optimizer="adam", lr=0.002, weight_decay=0.0, schedule="constant", milestones=()),
-        "classroom": dict(epochs=12, optimizer="adam", lr=0.002, schedule="constant", train_size=20000,
-                          defense_args={"t1": 8, "t2": 10, "warmup_every": 1, "warmup_step": 190, "iterations": 200}),
+        # Provisional (issue 3 is open): 10k training images, 8 epochs of 200 MixMatch steps, stage 1 for
+        # 6 epochs growing 150 a class per epoch, one epoch each of stages 2 and 3, one-cycle Adam
+        # (peak 0.002). Measured on 2 cores: ACC 83.3 %, ASR 3.0 % vs no defense 89.2 % / 99.9 % on
+        # the same 10k, in ~5 min. The stage-2 pool still starves the hard classes (shirt, coat).
+        "classroom": dict(epochs=8, optimizer="adam", lr=0.002, schedule="onecycle", train_size=10000, test_size=5000,
+                          defense_args={"t1": 6, "t2": 7, "warmup_every": 1, "warmup_step": 150, "iterations": 200}),
         "smoke": dict(epochs=4, optimizer="adam", lr=0.002, schedule="constant",
                       defense_args={"t1": 2, "t2": 3, "warmup_every": 1, "warmup_step": 40, "iterations": 20}),
     },
