@@ -76,7 +76,11 @@ class Normalizer:
 
 
 def augment(x: torch.Tensor, *, pad: int, flip: bool, generator: torch.Generator) -> torch.Tensor:
-    """Random crop (zero-pad by ``pad`` then shift) and optional horizontal flip, for a whole uint8 batch."""
+    """Random crop (zero-pad by ``pad`` then shift) and optional horizontal flip, for a whole uint8 batch.
+
+    Zero padding, as torchvision's ``RandomCrop(padding=p)`` default; the ASD authors pad by
+    reflection on CIFAR-10 (a border detail that does not touch a trigger in the image).
+    """
     n, _, h, w = x.shape
     if pad > 0:
         xp = F.pad(x, (pad, pad, pad, pad))
@@ -187,13 +191,16 @@ def train_epoch(
 
 @torch.no_grad()
 def predict(model: nn.Module, x: torch.Tensor, *, normalize: Normalizer, batch_size: int = 1024, features: bool = False) -> torch.Tensor:
-    """Logits (or backbone features) of every image in ``x``, eval mode, large batches, no autograd."""
+    """Logits (or backbone features) of every image in ``x``: eval mode, large batches, no autograd, full precision.
+
+    No autocast here even on CUDA: the meta-split ranks L1(θ) − L1(θ'), a small difference
+    of two losses, which bfloat16 logits would blur (the authors score in fp32).
+    """
     model.eval()
     out = []
     fn = model.features if features else model
     for i in range(0, len(x), batch_size):
-        with autocast(x.device):
-            out.append(fn(normalize(x[i : i + batch_size])).float())
+        out.append(fn(normalize(x[i : i + batch_size])).float())
     return torch.cat(out) if out else torch.zeros(0)
 
 
@@ -201,6 +208,9 @@ def predict(model: nn.Module, x: torch.Tensor, *, normalize: Normalizer, batch_s
 def score(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: LossFn, *, normalize: Normalizer, batch_size: int = 1024) -> torch.Tensor:
     """Per-sample loss of every (x, y) under ``model`` in eval mode: the score every split policy reads.
 
+    The images are scored as they are, without augmentation: 002's Algorithm 1 computes
+    L1(f_θ) "for the entire D". (The authors' code builds its scoring loader on the training
+    set object, so its scored images carry random crops and flips; that is not copied.)
     Returns a float32 CPU tensor aligned with ``x``; a lower loss means the model fits the
     (observed) label better.
     """

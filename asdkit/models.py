@@ -143,15 +143,22 @@ class TorchvisionClassifier(_Classifier):
             net = tvm.densenet121(weights=None)
             net.features.conv0 = nn.Conv2d(in_channels, 64, 3, 1, 1, bias=False)
             net.features.pool0 = nn.Identity()
-            self.body = nn.Sequential(net.features, nn.ReLU(inplace=True))
+            self.body = net.features  # its final ReLU is applied in features()
             dim = net.classifier.in_features
         else:  # pragma: no cover - guarded by make_model
             raise ValueError(arch)
         self.linear = nn.Linear(dim, num_classes)
-        self.layer_groups = ("body", "linear")
+        self.relu_out = arch == "densenet121"
+        # One group per child of the body that has weights (VGG: each conv and BN; MobileNetV2:
+        # each inverted-residual block; DenseNet: each dense block and transition), then the head.
+        self.layer_groups = tuple(f"body.{name}" for name, child in self.body.named_children()
+                                  if any(True for _ in child.parameters())) + ("linear",)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.flatten(F.adaptive_avg_pool2d(self.body(x), 1), 1)
+        x = self.body(x)
+        if self.relu_out:
+            x = F.relu(x)
+        return torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
 
 
 MODELS: dict[str, Callable[..., _Classifier]] = {
@@ -175,7 +182,7 @@ def last_layers(model: nn.Module, k: int) -> list[nn.Module]:
     groups = getattr(model, "layer_groups", ())
     if not 1 <= k <= len(groups):
         raise ValueError(f"The 'k' parameter of last_layers must be in [1, {len(groups)}] for this model. Got {k} instead.")
-    return [getattr(model, name) for name in groups[-k:]]
+    return [model.get_submodule(name) for name in groups[-k:]]
 
 
 def split_backbone_head(model: nn.Module) -> tuple[Callable[[torch.Tensor], torch.Tensor], nn.Linear]:

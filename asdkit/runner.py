@@ -129,14 +129,14 @@ class Run:
         """Record D_C of this epoch and, from the ground truth (never shown to a policy), what is in it.
 
         ``poison_in_pool``: poisoned samples in D_C; ``hard_in_pool``: clean-hard samples in
-        D_C, the clean samples among the ``hard_fraction`` of the set with the largest L1
-        loss (002 Section 5.2: 5,000 of 50,000).
+        D_C, the ``hard_fraction``·N clean samples with the largest L1 loss (002 Section 5.2:
+        5,000 of 50,000).
         """
         is_poison = self.train.is_poison
         k = int(round(hard_fraction * len(l1_loss)))
-        hardest = torch.zeros_like(is_poison)
-        hardest[torch.argsort(l1_loss, descending=True, stable=True)[:k]] = True
-        clean_hard = hardest & ~is_poison
+        clean_index = (~is_poison).nonzero().squeeze(1)
+        clean_hard = torch.zeros_like(is_poison)
+        clean_hard[clean_index[torch.argsort(l1_loss[clean_index], descending=True, stable=True)[:k]]] = True
         self.log(arrays={"clean_pool": clean_pool.clone()}, pool_size=int(clean_pool.sum()),
                  poison_in_pool=int((clean_pool & is_poison).sum()), hard_in_pool=int((clean_pool & clean_hard).sum()),
                  clean_hard=int(clean_hard.sum()),
@@ -162,14 +162,14 @@ class Run:
         save_atomic((model or self.model).state_dict(), self.folder / file)
         self.record.snapshots.setdefault(name, {}).update(weights=file, **{k: torch.tensor(v) for k, v in info.items()})
 
-    def snapshot_losses(self, name: str) -> None:
-        """Store CE and SCE losses of every training sample under the current model as snapshot ``name``."""
+    def snapshot_losses(self, name: str, *, sce=None) -> None:
+        """Store CE and SCE losses (``sce``: the defense's own L1, default SCE α 0.1, β 1) of every training sample under f_θ as snapshot ``name``."""
         from .engine import predict
         from .losses import cross_entropy, sce_loss
 
         logits = predict(self.model, self.x, normalize=self.normalize, batch_size=self.config.eval_batch_size)
         y = self.y.to(logits.device)
-        self.record.snapshots.setdefault(name, {}).update(ce=cross_entropy(logits, y).half().cpu(), sce=sce_loss(logits, y).half().cpu())
+        self.record.snapshots.setdefault(name, {}).update(ce=cross_entropy(logits, y).half().cpu(), sce=(sce or sce_loss)(logits, y).half().cpu())
 
     def evaluate(self) -> dict[str, float]:
         """ACC on the clean test set and ASR on the triggered non-target test set, now."""

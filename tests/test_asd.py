@@ -269,7 +269,7 @@ def test_bad_option_through_make_config_stops_the_run_before_training(runs_env, 
     def boom(*a, **k):
         pytest.fail("training started")
 
-    monkeypatch.setattr(asd, "mixmatch_epoch", boom)
+    monkeypatch.setitem(asd.SEMI_METHODS, "mixmatch", boom)
     config = asd_config(**{**SMALL, "defense.gamma": 1.0})
     with pytest.raises(ValueError, match="'gamma'.*Got 1.0"):
         Run(config, quiet=True)
@@ -284,7 +284,7 @@ def test_bug_meta_layers_beyond_the_model_is_reported_under_another_name(runs_en
     def boom(*a, **k):
         pytest.fail("training started")
 
-    monkeypatch.setattr(asd, "mixmatch_epoch", boom)
+    monkeypatch.setitem(asd.SEMI_METHODS, "mixmatch", boom)
     with pytest.raises(ValueError, match="meta_layers"):
         run(asd_config(**{**SMALL, "defense.meta_layers": 5}), quiet=True)
 
@@ -414,8 +414,8 @@ def test_resume_after_an_interruption_gives_the_uninterrupted_run(reference, run
     folder = folder_of(runs_env, config)
     assert Record.load(folder).epochs == 2 and not (folder / "model.pt").exists()
     monkeypatch.setattr(Run, "_checkpoint", real_checkpoint)
-    trained, real_mixmatch = [], asd.mixmatch_epoch
-    monkeypatch.setattr(asd, "mixmatch_epoch", lambda *a, **k: trained.append(k["epoch"]) or real_mixmatch(*a, **k))
+    trained, real_mixmatch = [], asd.SEMI_METHODS["mixmatch"]
+    monkeypatch.setitem(asd.SEMI_METHODS, "mixmatch", lambda *a, **k: trained.append(k["epoch"]) or real_mixmatch(*a, **k))
     summary = run(config, quiet=True)
     assert trained == [2, 3]  # resumed, not restarted
     a, b = reference["record"], Record.load(folder)
@@ -444,7 +444,7 @@ def no_mixmatch(monkeypatch):
         pools.append(clean_pool.clone())
         return {"loss": 0.0, "loss_x": 0.0, "loss_u": 0.0, "weight_u": 0.0}
 
-    monkeypatch.setattr(asd, "mixmatch_epoch", stub)
+    monkeypatch.setitem(asd.SEMI_METHODS, "mixmatch", stub)
     return pools
 
 
@@ -614,3 +614,19 @@ def test_switch_meta_epochs_trains_the_virtual_model_that_many_epochs_per_stage3
     calls.clear()
     switch_run(runs_env, no_mixmatch, epochs=2, **{"defense.t1": 1, "defense.t2": 1})
     assert len(calls) == 1  # meta_epochs 1, one stage-3 epoch
+
+
+def test_clean_hard_samples_are_the_largest_l1_clean_samples(reference):
+    """002 Section 5.2: the clean-hard set is the fraction·N clean samples of largest L1 loss; hard_in_pool counts them in D_C."""
+    rec = reference["record"]
+    is_poison = rec.arrays["is_poison"]
+    k = round(0.1 * len(is_poison))
+    for epoch, m in enumerate(rec.metrics):
+        l1, pool = rec.epoch_array("l1_loss", epoch), rec.epoch_array("clean_pool", epoch)
+        # the record keeps losses as float16, so samples tied at the k-th value may go either way
+        threshold = torch.sort(l1[~is_poison], descending=True).values[k - 1]
+        sure, tied = (~is_poison) & (l1 > threshold), (~is_poison) & (l1 == threshold)
+        assert m["clean_hard"] == k
+        assert int((pool & sure).sum()) <= m["hard_in_pool"] <= int((pool & (sure | tied)).sum())
+        # and the poisoned samples never count, however large their loss
+        assert m["hard_in_pool"] <= int((pool & ~is_poison).sum())

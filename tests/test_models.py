@@ -39,7 +39,7 @@ def test_every_model_maps_images_to_logits(name, shape):
     assert out.shape == (2, CLASSES) and torch.isfinite(out).all()
     assert feats.shape == (2, model.linear.in_features)
     assert isinstance(model.linear, nn.Linear) and model.linear.out_features == CLASSES
-    assert all(hasattr(model, g) for g in model.layer_groups) and model.layer_groups[-1] == "linear"
+    assert all(model.get_submodule(g) is not None for g in model.layer_groups) and model.layer_groups[-1] == "linear"
 
 
 @pytest.mark.parametrize("side", [28, 32])
@@ -130,3 +130,15 @@ def test_channel_activations_restore_training_mode_after_an_error():
     with pytest.raises(RuntimeError):
         channel_activations(model, torch.randn(2, 3, 28, 28), ["layer1.conv"])
     assert model.training
+
+
+@pytest.mark.parametrize("name", ["mobilenet_v2", "densenet121"])
+def test_torchvision_models_have_enough_layer_groups_for_the_meta_split(name):
+    """002 Table 18 runs ASD's meta-split (last 3 layers) on VGG-11, MobileNetV2 and DenseNet-121."""
+    from asdkit.models import last_layers, make_model
+
+    model = make_model(name, num_classes=CLASSES, in_channels=3)
+    layers = last_layers(model, 3)
+    assert layers[-1] is model.linear
+    assert all(any(True for _ in m.parameters()) for m in layers)
+    assert len(model.layer_groups) > 3

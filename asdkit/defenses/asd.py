@@ -21,7 +21,7 @@ from ..data import seed_samples
 from ..engine import WeightAverage, epoch_generator, score, train_epoch
 from ..losses import cross_entropy, sce_loss
 from ..models import last_layers
-from ..semi import MixMatchConfig, mixmatch_epoch
+from ..semi import SEMI_METHODS, MixMatchConfig
 from . import DefenseSpec
 from .policies import class_agnostic_loss_split, class_aware_loss_split, lowest_count, meta_split
 
@@ -38,6 +38,7 @@ DEFAULTS: dict[str, Any] = {
     "iterations": 1024, "mixmatch_batch_size": 64, "temperature": 0.5, "mixup_alpha": 0.75, "lambda_u": 15.0,
     "sce_alpha": 0.1, "sce_beta": 1.0,
     "clean_hard_fraction": 0.1,  # 002 Section 5.2: the 5,000 of 50,000 samples with the largest L1 loss
+    "semi": "mixmatch",  # the pool operation (002 Table 4); UDA and ReMixMatch plug into asdkit.semi.SEMI_METHODS
     "weight_average": 0.0,  # EMA decay of an evaluation copy (MixMatch's; commented out in the authors' code): 0 = off
 }
 _SPLITS = ("class-aware", "class-agnostic")
@@ -62,6 +63,8 @@ def options(run) -> dict[str, Any]:
     for key in ("stage1_split", "stage2_split"):
         if o[key] not in _SPLITS:
             raise ValueError(f"The '{key}' option of ASD must be one of {list(_SPLITS)}. Got {o[key]!r} instead.")
+    if o["semi"] not in SEMI_METHODS:
+        raise ValueError(f"The 'semi' option of ASD must be one of {sorted(SEMI_METHODS)}. Got {o['semi']!r} instead.")
     if o["meta_optimizer"] not in ("adam", "sgd"):
         raise ValueError(f"The 'meta_optimizer' option of ASD must be 'adam' or 'sgd'. Got {o['meta_optimizer']!r} instead.")
     def is_int(v) -> bool:
@@ -114,7 +117,7 @@ def virtual_model_losses(run, o: dict[str, Any], epoch: int, l1) -> torch.Tensor
     for p in params:
         p.requires_grad_(True)
     opt = (torch.optim.Adam(params, lr=o["meta_lr"]) if o["meta_optimizer"] == "adam"
-           else torch.optim.SGD(params, lr=o["meta_lr"], momentum=0.9))
+           else torch.optim.SGD(params, lr=o["meta_lr"], momentum=0.9))  # 002 B.3's SGD, with the usual momentum 0.9
     for e in range(o["meta_epochs"]):
         train_epoch(virtual, run.x, run.y, run.all_index, opt, normalize=run.normalize, loss_fn=cross_entropy,
                     generator=epoch_generator(c.seed, epoch, stream=2 + e), batch_size=o["meta_batch_size"],
@@ -156,17 +159,22 @@ def run_asd(run) -> dict[str, Any]:
         else:
             clean = splits[stage, o[f"stage{stage}_split"]](epoch, losses)
         split_seconds = time.perf_counter() - t0
-        stats = mixmatch_epoch(run.model, run.x, run.y, clean, run.optimizer, num_classes=run.num_classes, epoch=epoch,
+        stats = SEMI_METHODS[o["semi"]](run.model, run.x, run.y, clean, run.optimizer, num_classes=run.num_classes, epoch=epoch,
                                config=mm, normalize=run.normalize, generator=epoch_generator(c.seed, epoch, stream=1),
                                pad=c.pad, flip=run.train.data.hflip, progress=run.progress, scheduler=run.scheduler,
                                average=run.average)
         run.log_clean_pool(clean, losses, hard_fraction=o["clean_hard_fraction"])
         run.log(arrays=arrays, stage=stage, split_seconds=round(split_seconds, 3), **stats)
         if stage != 3 and epoch + 1 < c.epochs and stage_of(epoch + 1, o, c.epochs) == 3:
-            # Fig. 3 (a)-(c) are drawn from the model as it leaves stage 2.
+            # Fig. 3 (a)-(c) are drawn from the model as it enters stage 3 (the end of stage 2,
+            # or of stage 1 when stage 2 is skipped).
             run.save_weights("end_of_stage2", epoch=epoch)
-    run.snapshot_losses("final")  # Fig. 3 (d)
-    return run.pool_summary()
+    run.snapshot_losses("final", sce=l1)  # Fig. 3 (d)
+    stage_seconds: dict[str, float] = {}
+    for m in run.record.metrics:  # Table 3: time per stage
+        key = f"seconds_stage{m['stage']}"
+        stage_seconds[key] = round(stage_seconds.get(key, 0.0) + m["seconds"], 1)
+    return {**run.pool_summary(), **stage_seconds}
 
 
 def check(run) -> None:
