@@ -9,7 +9,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 __all__ = ["RunConfig", "SCALES", "make_config", "parse_assignment", "config_hash"]
@@ -168,14 +168,15 @@ def validate(config: RunConfig) -> None:
     if not isinstance(config.weight_decay, (int, float)) or config.weight_decay < 0:
         raise bad("weight_decay", "a non-negative float")
     from .attacks import ATTACKS, PLANNED
-    from .defenses import DEFENSES
+    from .defenses import DEFENSES, PLANNED_DEFENSES
     from .models import MODELS
 
     if config.attack not in ATTACKS:
         later = " (planned for a later release)" if config.attack in PLANNED else ""
         raise bad("attack", f"one of {sorted(ATTACKS)}{later}")
     if config.defense not in DEFENSES:
-        raise bad("defense", f"one of {sorted(DEFENSES)}")
+        later = " (planned for a later release)" if config.defense in PLANNED_DEFENSES else ""
+        raise bad("defense", f"one of {sorted(DEFENSES)}{later}")
     if config.model not in MODELS:
         raise bad("model", f"one of {sorted(MODELS)}")
     if not isinstance(config.attack_args, dict) or not isinstance(config.defense_args, dict) or not isinstance(config.model_args, dict):
@@ -204,10 +205,3 @@ def config_hash(config: RunConfig) -> str:
     d.pop("device")
     blob = json.dumps(d, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
-
-
-def with_overrides(config: RunConfig, **changes) -> RunConfig:
-    """A copy of ``config`` with fields changed, validated again."""
-    new = replace(config, **changes)
-    validate(new)
-    return new

@@ -630,3 +630,21 @@ def test_clean_hard_samples_are_the_largest_l1_clean_samples(reference):
         assert int((pool & sure).sum()) <= m["hard_in_pool"] <= int((pool & (sure | tied)).sum())
         # and the poisoned samples never count, however large their loss
         assert m["hard_in_pool"] <= int((pool & ~is_poison).sum())
+
+
+def test_meta_split_separation_reads_the_stage3_entry_of_the_record(reference):
+    """The Fig. 3 numbers come from the first stage-3 epoch's arrays, through scikit-learn's AUROC."""
+    from sklearn.metrics import roc_auc_score
+
+    from asdkit.analysis import detection_auroc, meta_split_separation
+
+    rec = reference["record"]
+    out = meta_split_separation(rec, top_fraction=0.5)
+    assert out["epoch"] == 3
+    p = rec.arrays["is_poison"].numpy()
+    red = rec.epoch_array("loss_reduction", 3).numpy()
+    assert out["auroc_reduction"] == pytest.approx(roc_auc_score(p, red))
+    assert 0 <= out["top_auroc_loss"] <= 1 and out["top_size"] == round(0.5 * len(p))
+    assert detection_auroc([0.1, 0.9], [False, True]) == 1.0 and detection_auroc([0.9, 0.1], [False, True]) == 0.0
+    with pytest.raises(ValueError, match="both poisoned and clean"):
+        detection_auroc([1.0, 2.0], [True, True])
