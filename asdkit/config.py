@@ -22,6 +22,7 @@ class RunConfig:
     """Every knob of one run. Units in the comments; ``attack_args``/``defense_args`` hold per-method options."""
 
     dataset: str = "fashion-mnist"  # name, .npz path or image folder
+    resolution: int = 0  # resize images to this side (pixels); 0 = the data set's own (image folders: 32)
     attack: str = "badnets"
     rate: float = 0.1  # poison-label: fraction of the whole set; clean-label: of the target class
     target: int = 0  # target class index
@@ -160,7 +161,7 @@ def validate(config: RunConfig) -> None:
     for name in ("epochs", "batch_size", "eval_batch_size"):
         if not isinstance(getattr(config, name), int) or getattr(config, name) < 1:
             raise bad(name, "a positive int")
-    for name in ("train_size", "test_size", "pad"):
+    for name in ("train_size", "test_size", "pad", "resolution"):
         if not isinstance(getattr(config, name), int) or getattr(config, name) < 0:
             raise bad(name, "a non-negative int")
     if not isinstance(config.lr, (int, float)) or config.lr <= 0:

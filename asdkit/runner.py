@@ -57,7 +57,7 @@ class Run:
         self.config = config
         self.quiet = quiet
         self.device = resolve_device(config.device)
-        splits = load(config.dataset)
+        splits = load(config.dataset, resolution=config.resolution or None)
         train, test = splits.train, splits.test
         if config.target >= train.num_classes:
             raise ValueError(f"The 'target' parameter must be a class index in [0, {train.num_classes - 1}] for {config.dataset}. Got {config.target} instead.")

@@ -258,3 +258,12 @@ def test_lr_factor_multistep_and_constant():
     assert [lr_factor("multistep", t, 200, (100, 150)) for t in (0, 99.9, 100, 149, 150, 199)] == pytest.approx(
         [1, 1, 0.1, 0.1, 0.01, 0.01])
     assert lr_factor("constant", 5.0, 10) == 1.0
+
+
+def test_resolution_resizes_the_images_before_poisoning(runs_env):
+    """--set resolution=N reaches the loader: a 28×28 set trains at 32×32, and the BadNets patch is sized for 32."""
+    r = Run(tiny(resolution=32), quiet=True)
+    assert r.train.data.shape == (1, 32, 32) and r.test.shape == (1, 32, 32)
+    assert r.attack.size == 2  # 2×2 at 32×32 (002 B.2), not 3×3 as at 28×28
+    with pytest.raises(ValueError, match="resolution"):
+        make_config("smoke", overrides={"resolution": -1})
