@@ -648,3 +648,12 @@ def test_meta_split_separation_reads_the_stage3_entry_of_the_record(reference):
     assert detection_auroc([0.1, 0.9], [False, True]) == 1.0 and detection_auroc([0.9, 0.1], [False, True]) == 0.0
     with pytest.raises(ValueError, match="both poisoned and clean"):
         detection_auroc([1.0, 2.0], [True, True])
+
+
+def test_a_fractional_warmup_step_scales_with_the_class_size(runs_env, no_mixmatch):
+    """warmup_step=0.1 on 600 samples of 10 classes grows D_C by 6 a class per epoch; a bad fraction is refused."""
+    rec = switch_run(runs_env, no_mixmatch, **{"defense.t1": 3, "defense.t2": 3, "epochs": 3,
+                                                "defense.warmup_every": 1, "defense.warmup_step": 0.1})
+    assert rec.metric("pool_size") == [100, 160, 220]
+    with pytest.raises(ValueError, match="warmup_step"):
+        switch_run(runs_env, no_mixmatch, **{"defense.warmup_step": 1.5})
