@@ -21,7 +21,12 @@ from .engine import Normalizer, evaluate, resolve_device
 from .models import make_model
 from .records import Record, RecordError, load_checked, runs_dir, save_atomic
 
-__all__ = ["Run", "run", "lr_factor"]
+__all__ = ["Run", "run", "run_folder", "lr_factor"]
+
+
+def run_folder(config: RunConfig, root: Path | None = None) -> Path:
+    """Where the record of ``config`` lives: ``<runs>/<defense>-<attack>-<config hash>``."""
+    return Path(root or runs_dir()) / f"{config.defense}-{config.attack}-{config_hash(config)}"
 
 
 def lr_factor(schedule: str, t: float, epochs: int, milestones: tuple = ()) -> float:
@@ -88,7 +93,7 @@ class Run:
         self._check_defense_inputs()  # needs the data and the model; still before any training
 
         self.key = config_hash(config)
-        self.folder = Path(root or runs_dir()) / f"{config.defense}-{config.attack}-{self.key}"
+        self.folder = run_folder(config, root)
         self.record = Record(config.to_dict(), code_version=_code_version())
         self.record.path = self.folder / "record.pt"
         self.record.arrays.update(is_poison=self.train.is_poison, true_label=self.train.true_label,
@@ -264,7 +269,7 @@ def run(config: RunConfig, *, root: Path | None = None, quiet: bool = False, for
     from .defenses import DEFENSES
 
     validate(config)
-    folder = Path(root or runs_dir()) / f"{config.defense}-{config.attack}-{config_hash(config)}"
+    folder = run_folder(config, root)
     if not force and (folder / "record.pt").exists():
         rec = Record.load(folder / "record.pt")
         if rec.status == "done":

@@ -7,7 +7,6 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-import asdkit
 import asdkit.defenses.asd as asd
 from asdkit import make_config, run
 from asdkit.defenses.policies import class_agnostic_loss_split, class_aware_loss_split, lowest_count, lowest_fraction, meta_split
@@ -15,7 +14,7 @@ from asdkit.engine import score
 from asdkit.losses import cross_entropy, sce_loss
 from asdkit.models import make_model
 from asdkit.records import Record, load_checked
-from asdkit.runner import Run
+from asdkit.runner import Run, run_folder
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -30,7 +29,7 @@ def asd_config(**overrides):
 
 
 def folder_of(root, config):
-    return root / f"{config.defense}-{config.attack}-{asdkit.config.config_hash(config)}"
+    return run_folder(config, root)
 
 
 # =========================================================================== split policies

@@ -13,7 +13,7 @@ from asdkit.engine import Normalizer, score
 from asdkit.losses import cross_entropy, sce_loss
 from asdkit.models import make_model
 from asdkit.records import Record, RecordError, load_checked
-from asdkit.runner import Run, lr_factor
+from asdkit.runner import Run, lr_factor, run_folder
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -69,7 +69,7 @@ def reference(fmnist_dir, tmp_path_factory, one_thread):
         mp.setenv("ASDKIT_RUNS", str(root))
         config = tiny()
         summary = run(config, quiet=True, force=True)
-    folder = root / f"none-badnets-{asdkit.config.config_hash(config)}"
+    folder = run_folder(config, root)
     return dict(config=config, summary=summary, folder=folder, record=Record.load(folder), root=root)
 
 

@@ -191,7 +191,7 @@ def check(run) -> None:
     """Validate ASD's options and seeds against the prepared data before training."""
     o = options(run)
     try:
-        seed_samples(run.train.observed_label, o["seeds_per_class"], seed=run.config.seed, exclude=run.train.is_poison)
+        clean_seeds(run, o)
     except ValueError as exc:
         raise ValueError(f"ASD's seeds_per_class={o['seeds_per_class']} cannot be drawn from this training set: {exc}") from None
     groups = len(getattr(run.model, "layer_groups", ()))
