@@ -24,7 +24,7 @@ class RunConfig:
     dataset: str = "fashion-mnist"  # name, .npz path or image folder
     resolution: int = 0  # resize images to this side (pixels); 0 = the data set's own (image folders: 32)
     attack: str = "badnets"
-    rate: float = 0.1  # poison-label: fraction of the whole set; clean-label: of the target class
+    rate: float = 0.1  # poison-label: fraction of the whole set; clean-label: of the target class; 0 = clean twin
     target: int = 0  # target class index
     label_mode: str = "all2one"  # or "all2all": y -> (y + 1) mod C
     defense: str = "none"
@@ -149,8 +149,8 @@ def validate(config: RunConfig) -> None:
     for f in fields(config):  # a bool is an int to Python, never a count or a rate here
         if isinstance(getattr(config, f.name), bool):
             raise bad(f.name, "a number or a name, not a bool")
-    if not isinstance(config.rate, (int, float)) or not 0 < config.rate < 1:
-        raise bad("rate", "a float in the range (0, 1)")
+    if not isinstance(config.rate, (int, float)) or not 0 <= config.rate < 1:
+        raise bad("rate", "a float in the range [0, 1) (0 = the clean twin, for the ASR floor)")
     if not isinstance(config.target, int) or config.target < 0:
         raise bad("target", "a non-negative int (a class index)")
     if not isinstance(config.seed, int) or config.seed < 0:

@@ -236,6 +236,9 @@ def test_clean_seeds_poisoned_seeds_slips_exactly_k_poisoned_samples_in(k):
     ({"seeds_per_class": 0}, "seeds_per_class"),
     ({"poisoned_seeds": 101}, "poisoned_seeds"),  # more than seeds_per_class (10) × 10 classes
     ({"poisoned_seeds": -1}, "poisoned_seeds"),
+    ({"seed_source": 3}, "seed_source"),
+    ({"seed_source": "x.npz", "poisoned_seeds": 2}, "seed_source"),
+    ({"transfer_epochs": -1}, "transfer_epochs"),
 ])
 def test_options_reject_bad_values_naming_them(args, name):
     labels, is_poison = poisoned_labels()
@@ -656,3 +659,69 @@ def test_a_fractional_warmup_step_scales_with_the_class_size(runs_env, no_mixmat
     assert rec.metric("pool_size") == [100, 160, 220]
     with pytest.raises(ValueError, match="warmup_step"):
         switch_run(runs_env, no_mixmatch, **{"defense.warmup_step": 1.5})
+
+
+# =========================================================================== transfer-based seeds (002 Section 5.4)
+
+def write_source(path, classes=10, per_class=6, side=28, seed=0):
+    """A stand-in 'other data set' as an .npz: random images, ``per_class`` of each class in its training part."""
+    import numpy as np
+
+    g = np.random.default_rng(seed)
+    y = np.repeat(np.arange(classes), per_class)
+    x = g.integers(0, 256, size=(len(y), side, side), dtype=np.uint8)
+    np.savez(path, x_train=x, y_train=y, x_test=x[:classes], y_test=y[:classes])
+    return x, y
+
+
+def test_transfer_seeds_pretrain_then_stay_labelled_in_every_epoch(runs_env, monkeypatch, tmp_path):
+    """seed_source: w seeds a class come from the other set; MixMatch pre-trains on them alone, then they join D_C every epoch."""
+    source_x, _ = write_source(tmp_path / "other.npz")
+    calls = []
+
+    def stub(model, x, y, clean_pool, optimizer, *, epoch, **kwargs):
+        calls.append((x.shape[0], clean_pool.clone(), y[-30:].clone(), x[-30:].clone()))
+        return {"loss": 0.0, "loss_x": 0.0, "loss_u": 0.0, "weight_u": 0.0}
+
+    monkeypatch.setitem(asd.SEMI_METHODS, "mixmatch", stub)
+    config = asd_config(**{**SMALL, "defense.seed_source": str(tmp_path / "other.npz"), "defense.seeds_per_class": 3,
+                           "defense.transfer_epochs": 2})
+    run(config, quiet=True)
+    rec = Record.load(folder_of(runs_env, config))
+    n = 600
+    assert len(calls) == 2 + rec.epochs  # two pre-training epochs, then one MixMatch epoch per ASD epoch
+    for size, pool, labels, images in calls:
+        assert size == n + 30 and pool[n:].all()  # the 30 transfer seeds are always labelled
+        assert torch.bincount(labels, minlength=10).tolist() == [3] * 10
+        flat = torch.from_numpy(source_x.reshape(len(source_x), -1))
+        assert all((flat == img.reshape(1, -1)).all(1).any() for img in images)  # the seeds are images of the other set
+    assert not calls[0][1][:n].any() and not calls[1][1][:n].any()  # pre-training: nothing of D labelled
+    for e, (_, pool, _, _) in enumerate(calls[2:]):
+        assert torch.equal(pool[:n], rec.epoch_array("clean_pool", e))  # then the pools ASD split from D
+    assert rec.metrics[0]["pool_size"] == 0  # stage 1 starts from the transfer seeds alone (T/t·n = 0 picks)
+    assert "seeds" not in rec.arrays and rec.arrays["transfer_seed_labels"].tolist() == sorted([*range(10)] * 3)
+    assert 0 <= rec.metrics[0]["transfer_acc"] <= 1 and "transfer_acc" not in rec.metrics[1]
+
+
+def test_transfer_pretraining_moves_only_the_head_in_its_linear_step(prepared, monkeypatch, tmp_path):
+    """After the MixMatch pre-training, one CE epoch on D fits the linear head; every backbone tensor (BN statistics too) stays."""
+    write_source(tmp_path / "other.npz")
+    run_ = prepared
+    o = {**asd.options(run_), "seed_source": str(tmp_path / "other.npz"), "transfer_epochs": 0, "seeds_per_class": 2}
+    before = {k: v.clone() for k, v in run_.model.state_dict().items()}
+    xs, ys = asd.transfer_seeds(run_, o)
+    x, y = torch.cat([run_.x, xs]), torch.cat([run_.y, ys])
+    mask = torch.cat([torch.zeros(len(run_.x), dtype=torch.bool), torch.ones(len(xs), dtype=torch.bool)])
+    mm = asd.MixMatchConfig(iterations=2, batch_size=8)
+    out = asd.transfer_pretrain(run_, o, mm, x, y, mask)
+    after = run_.model.state_dict()
+    moved = {k.split(".")[0] for k in after if not torch.equal(after[k], before[k])}
+    run_.model.load_state_dict(before)
+    assert moved == {"linear"} and set(out) == {"transfer_acc", "transfer_asr"}
+
+
+def test_a_transfer_source_with_other_classes_is_refused_before_training(runs_env, tmp_path):
+    write_source(tmp_path / "five.npz", classes=5)
+    config = asd_config(**{**SMALL, "defense.seed_source": str(tmp_path / "five.npz")})
+    with pytest.raises(ValueError, match="seed_source.*5 classes"):
+        Run(config, quiet=True)

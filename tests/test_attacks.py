@@ -312,12 +312,20 @@ def test_attack_checks_batch():
         attack(torch.zeros(1, 1, 28, 28, dtype=torch.uint8))
 
 
+def test_rate_zero_is_the_clean_twin():
+    data = make_set()
+    for attack in (BadNets(data.shape), WaNet(data.shape), SIG(data.shape)):
+        twin = poison(data, attack, rate=0, target=0, seed=0)
+        assert int(twin.is_poison.sum()) == 0 and int(twin.is_cover.sum()) == 0
+        assert torch.equal(twin.data.x, data.x) and torch.equal(twin.data.y, data.y)
+    assert int(poison(data, WaNet(data.shape), rate=0, target=0, seed=0, noise_rate=0.1).is_cover.sum()) == round(0.1 * len(data))
+
+
 # --------------------------------------------------------------------------- every bad input
 
 DATA = make_set()
 SMALL = make_set(n=20)
 BAD_INPUTS = {
-    "rate 0": ("rate", lambda: poison(DATA, BadNets(DATA.shape), rate=0, target=0, seed=0)),
     "rate 1.5": ("rate", lambda: poison(DATA, BadNets(DATA.shape), rate=1.5, target=0, seed=0)),
     "rate -0.1": ("rate", lambda: poison(DATA, BadNets(DATA.shape), rate=-0.1, target=0, seed=0)),
     "rate 1": ("rate", lambda: poison(DATA, BadNets(DATA.shape), rate=1, target=0, seed=0)),
@@ -371,7 +379,7 @@ def test_bad_input_raises_naming_parameter(case):
 def test_error_message_format():
     with pytest.raises(ValueError) as info:
         poison(DATA, BadNets(DATA.shape), rate=1.5, target=0, seed=0)
-    assert str(info.value) == "The 'rate' parameter of poison must be a float in the range (0, 1). Got 1.5 instead."
+    assert str(info.value) == "The 'rate' parameter of poison must be a float in the range [0, 1). Got 1.5 instead."
     with pytest.raises(ValueError, match="not implemented yet"):
         make_attack("clb", (3, 32, 32))
     with pytest.raises(ValueError, match="badnets"):

@@ -9,6 +9,7 @@ import torch
 import asdkit
 import asdkit.defenses.baseline as baseline
 from asdkit import make_config, run
+from asdkit.config import config_hash
 from asdkit.engine import Normalizer, score
 from asdkit.losses import cross_entropy, sce_loss
 from asdkit.models import make_model
@@ -184,7 +185,7 @@ BAD = [
     ("none", {"attack": "nope"}, "'attack'"),
     ("none", {"attack": "clb"}, "planned"),
     ("none", {"attack.nope": 3}, "nope"),
-    ("none", {"rate": 0}, "'rate'"),
+    ("none", {"rate": -0.1}, "'rate'"),
     ("none", {"rate": 1.5}, "'rate'"),
     ("none", {"target": 10}, "'target'"),
     ("none", {"target": -1}, "'target'"),
@@ -267,3 +268,15 @@ def test_resolution_resizes_the_images_before_poisoning(runs_env):
     assert r.attack.size == 2  # 2×2 at 32×32 (002 B.2), not 3×3 as at 28×28
     with pytest.raises(ValueError, match="resolution"):
         make_config("smoke", overrides={"resolution": -1})
+
+
+def test_rate_zero_runs_the_clean_twin_whose_asr_is_the_floor(runs_env):
+    """--rate 0 trains on clean data: nothing poisoned in the record, and ASR is still measured on triggered test images."""
+    config = tiny(rate=0)
+    summary = run(config, quiet=True)
+    rec = Record.load(run_folder(config))
+    assert int(rec.arrays["is_poison"].sum()) == 0
+    assert torch.equal(rec.arrays["observed_label"], rec.arrays["true_label"])
+    assert 0 <= summary["asr"] < 0.5  # a model that never saw the trigger rarely maps it to the target
+    poisoned = Run(tiny(), quiet=True)
+    assert config_hash(config) != config_hash(poisoned.config)

@@ -100,8 +100,10 @@ def poison(data, attack, *, rate, target, seed, label_mode="all2one", noise_rate
     attack : Attack
         The trigger, built for ``data.shape`` (see :func:`asdkit.attacks.make_attack`).
     rate : float
-        Poisoning rate in ``(0, 1)``: of the whole set for poison-label attacks, of the target
-        class for clean-label ones.
+        Poisoning rate in ``[0, 1)``: of the whole set for poison-label attacks, of the target
+        class for clean-label ones. 0 gives the *clean twin*: nothing poisoned (and no cover
+        samples unless ``noise_rate`` asks), so the ASR measured on it is the floor, the share of
+        triggered test images a model that never saw the backdoor puts in the target class.
     target : int
         Target class in ``[0, C)``; recorded but not used for relabelling under ``all2all``.
     seed : int
@@ -110,7 +112,7 @@ def poison(data, attack, *, rate, target, seed, label_mode="all2one", noise_rate
         How poisoned samples are relabelled; clean-label attacks allow only ``"all2one"``.
     noise_rate : float or None, default=None
         Fraction of the whole set made noise samples, in ``[0, 1)``; ``None`` means
-        ``DEFAULT_NOISE_RATE`` (0.2) for attacks with a noise mode and 0 otherwise.
+        ``DEFAULT_NOISE_RATE`` (0.2) for attacks with a noise mode (at ``rate > 0``) and 0 otherwise.
 
     Returns
     -------
@@ -119,13 +121,13 @@ def poison(data, attack, *, rate, target, seed, label_mode="all2one", noise_rate
         (True = poisoned) and ``is_cover`` (True = WaNet noise sample, not poisoned).
     """
     _check_common("poison", data, attack, target, label_mode)
-    if not (is_real(rate) and 0 < rate < 1):
-        raise bad_param("rate", "poison", "a float in the range (0, 1)", rate)
+    if not (is_real(rate) and 0 <= rate < 1):
+        raise bad_param("rate", "poison", "a float in the range [0, 1)", rate)
     if not is_int(seed):
         raise bad_param("seed", "poison", "an int", seed)
     has_noise_mode = callable(getattr(attack, "noise", None))
     if noise_rate is None:
-        noise_rate = DEFAULT_NOISE_RATE if has_noise_mode else 0.0
+        noise_rate = DEFAULT_NOISE_RATE if has_noise_mode and rate > 0 else 0.0
     elif not (is_real(noise_rate) and 0 <= noise_rate < 1):
         raise bad_param("noise_rate", "poison", "None or a float in the range [0, 1)", noise_rate)
     elif noise_rate > 0 and not has_noise_mode:
@@ -140,7 +142,7 @@ def poison(data, attack, *, rate, target, seed, label_mode="all2one", noise_rate
         base, base_name = n, f"the {n} samples"
     n_eligible = int(eligible.sum())
     count = round(rate * base)
-    if count == 0:
+    if count == 0 and rate > 0:
         raise bad_param("rate", "poison", f"large enough to poison at least one of {base_name} (rate × {base} > 0.5)", rate)
     if count > n_eligible:
         raise bad_param(

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from ..data import seed_samples
+from ..data import load, seed_samples
 from ..engine import WeightAverage, epoch_generator, score, train_epoch
 from ..losses import cross_entropy, sce_loss
 from ..models import last_layers
@@ -41,6 +41,11 @@ DEFAULTS: dict[str, Any] = {
     "clean_hard_fraction": 0.1,  # 002 Section 5.2: the 5,000 of 50,000 samples with the largest L1 loss
     "semi": "mixmatch",  # the pool operation (002 Table 4); UDA and ReMixMatch plug into asdkit.semi.SEMI_METHODS
     "weight_average": 0.0,  # EMA decay of an evaluation copy (MixMatch's; commented out in the authors' code): 0 = off
+    # Transfer-based seeds (002 Section 5.4, Table 6): "" = w clean seeds drawn from D; else a data set that
+    # asdkit.data.load accepts (name, .npz, image folder) with D's classes in D's order, whose training part gives
+    # the w seeds a class. The model is then pre-trained for transfer_epochs of MixMatch (seeds labelled, all of D
+    # unlabelled) and one epoch of CE on D for the linear head, before stage 1; the seeds stay in D_C throughout.
+    "seed_source": "", "transfer_epochs": 10,
 }
 _SPLITS = ("class-aware", "class-agnostic")
 
@@ -71,6 +76,8 @@ def options(run) -> dict[str, Any]:
     def is_int(v) -> bool:
         return isinstance(v, int) and not isinstance(v, bool)
 
+    if not isinstance(o["seed_source"], str):
+        raise ValueError(f"The 'seed_source' option of ASD must be '' or a data set name or path. Got {o['seed_source']!r} instead.")
     for key in ("warmup_every", "iterations", "mixmatch_batch_size", "meta_epochs", "meta_layers", "seeds_per_class", "meta_batch_size"):
         if not is_int(o[key]) or o[key] < 1:
             raise ValueError(f"The '{key}' option of ASD must be a positive int. Got {o[key]!r} instead.")
@@ -84,6 +91,10 @@ def options(run) -> dict[str, Any]:
     for key in ("lambda_u", "sce_alpha", "sce_beta"):
         if isinstance(o[key], bool) or not isinstance(o[key], (int, float)) or o[key] < 0:
             raise ValueError(f"The '{key}' option of ASD must be a non-negative float. Got {o[key]!r} instead.")
+    if not is_int(o["transfer_epochs"]) or o["transfer_epochs"] < 0:
+        raise ValueError(f"The 'transfer_epochs' option of ASD must be a non-negative int. Got {o['transfer_epochs']!r} instead.")
+    if o["seed_source"] and o["poisoned_seeds"]:
+        raise ValueError("ASD's 'poisoned_seeds' slips poisoned samples of D into seeds drawn from D; it cannot be combined with 'seed_source'.")
     if not is_int(o["poisoned_seeds"]) or not 0 <= o["poisoned_seeds"] <= o["seeds_per_class"] * run.num_classes:
         raise ValueError(f"The 'poisoned_seeds' option of ASD must be in [0, {o['seeds_per_class'] * run.num_classes}]. Got {o['poisoned_seeds']!r} instead.")
     return o
@@ -116,6 +127,51 @@ def clean_seeds(run, o: dict[str, Any]) -> torch.Tensor:
     return seeds.sort().values
 
 
+def transfer_seeds(run, o: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+    """w seed images a class and their labels from another data set (002 Section 5.4), resized to D's images."""
+    c, (channels, height, _) = run.config, run.train.data.shape
+    source = load(o["seed_source"], resolution=height).train
+    if source.num_classes != run.num_classes or source.shape[0] != channels:
+        raise ValueError(f"ASD's seed_source {o['seed_source']!r} has {source.num_classes} classes of {source.shape[0]}-channel images; "
+                         f"the training set has {run.num_classes} classes of {channels}-channel images. Give a set with the same classes, in the same order.")
+    index = seed_samples(source.y, o["seeds_per_class"], seed=c.seed)
+    return source.x[index], source.y[index]
+
+
+def transfer_pretrain(run, o: dict[str, Any], mm: MixMatchConfig, x: torch.Tensor, y: torch.Tensor, seeds: torch.Tensor) -> dict[str, float]:
+    """Transfer-based initialisation (002 Section 5.4): MixMatch with only the transfer seeds labelled, then the linear head on D.
+
+    ``x``/``y`` hold D followed by the transfer seeds; ``seeds`` is their mask. The pre-training
+    uses its own Adam at the config's peak lr (λ_u ramped over these epochs); the head is fitted by
+    one epoch of CE on the whole poisoned D with the backbone frozen (its BatchNorm statistics too).
+    Returns the ACC and ASR of the initialised model (Table 6's "transfer-based pre-training" row).
+    """
+    c, model = run.config, run.model
+    opt = torch.optim.Adam(model.parameters(), lr=c.lr)
+    pre = MixMatchConfig(**{**mm.__dict__, "rampup_epochs": float(max(1, o["transfer_epochs"]))})
+    for e in range(o["transfer_epochs"]):
+        SEMI_METHODS[o["semi"]](model, x, y, seeds, opt, num_classes=run.num_classes, epoch=e, config=pre, normalize=run.normalize,
+                                generator=epoch_generator(c.seed, e, stream=3), pad=c.pad, flip=run.train.data.hflip)
+    frozen = {k: v.clone() for k, v in model.state_dict().items()}
+    head = [p for m in last_layers(model, 1) for p in m.parameters()]
+    for p in model.parameters():
+        p.requires_grad_(False)
+    for p in head:
+        p.requires_grad_(True)
+    train_epoch(model, run.x, run.y, run.all_index, torch.optim.Adam(head, lr=c.lr), normalize=run.normalize, loss_fn=cross_entropy,
+                generator=epoch_generator(c.seed, 0, stream=4), batch_size=c.batch_size, pad=c.pad, flip=run.train.data.hflip)
+    head_names = {n for m in last_layers(model, 1) for n, _ in m.named_parameters(prefix=_module_name(model, m))}
+    model.load_state_dict({k: (v if k in head_names else frozen[k]) for k, v in model.state_dict().items()})
+    for p in model.parameters():
+        p.requires_grad_(True)
+    result = run.evaluate()
+    return {"transfer_acc": result["acc"], "transfer_asr": result["asr"]}
+
+
+def _module_name(model: torch.nn.Module, module: torch.nn.Module) -> str:
+    return next(name for name, m in model.named_modules() if m is module)
+
+
 def virtual_model_losses(run, o: dict[str, Any], epoch: int, l1) -> torch.Tensor:
     """L1 under the virtual model θ' after ``meta_epochs`` of CE on the whole poisoned set, updating only the last layers (Eq. 3)."""
     c = run.config
@@ -141,12 +197,19 @@ def run_asd(run) -> dict[str, Any]:
     mm = MixMatchConfig(iterations=o["iterations"], batch_size=o["mixmatch_batch_size"], temperature=o["temperature"],
                         alpha=o["mixup_alpha"], lambda_u=o["lambda_u"], rampup_epochs=float(c.epochs))
     l1 = lambda logits, y: sce_loss(logits, y, alpha=o["sce_alpha"], beta=o["sce_beta"])  # noqa: E731
-    seeds = clean_seeds(run, o)
-    run.record.arrays["seeds"] = seeds
+    labels, n, k = run.train.observed_label, len(run.train), run.num_classes
+    x, y = run.x, run.y  # what MixMatch trains on: D, followed by the transfer seeds if any
+    if o["seed_source"]:
+        xs, ys = transfer_seeds(run, o)
+        x, y = torch.cat([run.x, xs.to(run.device)]), torch.cat([run.y, ys.to(run.device)])
+        seeds, extra = torch.zeros(0, dtype=torch.long), torch.ones(len(xs), dtype=torch.bool)
+        run.record.arrays.update(transfer_seed_labels=ys)
+    else:
+        seeds, extra = clean_seeds(run, o), torch.zeros(0, dtype=torch.bool)
+        run.record.arrays["seeds"] = seeds
     if o["weight_average"]:
         run.average = WeightAverage(run.model, o["weight_average"])  # measures ACC/ASR only; splits use f_θ
     run.make_optimizer(steps_per_epoch=o["iterations"])
-    labels, n, k = run.train.observed_label, len(run.train), run.num_classes
     step = warmup_step(run, o)
     per_class = lambda e: (e // o["warmup_every"]) * step  # noqa: E731 - T/t × n (Algorithm 1 line 9)
     # Fig. 11 swaps a stage's mode but "will not change the number in D_C" (002 appendix I).
@@ -158,6 +221,10 @@ def run_asd(run) -> dict[str, Any]:
     }
     for epoch in run.epochs():
         stage = stage_of(epoch, o, c.epochs)
+        if epoch == 0 and o["seed_source"]:  # the transfer-based initial model (on resume, the checkpoint holds it)
+            run.log(**transfer_pretrain(run, o, mm, x, y, torch.cat([torch.zeros(n, dtype=torch.bool), extra])))
+            if run.average is not None:
+                run.average.model.load_state_dict(run.model.state_dict())
         t0 = time.perf_counter()
         losses = score(run.model, run.x, run.y, l1, normalize=run.normalize, batch_size=c.eval_batch_size)
         arrays = {"l1_loss": losses}
@@ -169,7 +236,7 @@ def run_asd(run) -> dict[str, Any]:
         else:
             clean = splits[stage, o[f"stage{stage}_split"]](epoch, losses)
         split_seconds = time.perf_counter() - t0
-        stats = SEMI_METHODS[o["semi"]](run.model, run.x, run.y, clean, run.optimizer, num_classes=run.num_classes, epoch=epoch,
+        stats = SEMI_METHODS[o["semi"]](run.model, x, y, torch.cat([clean, extra]), run.optimizer, num_classes=run.num_classes, epoch=epoch,
                                config=mm, normalize=run.normalize, generator=epoch_generator(c.seed, epoch, stream=1),
                                pad=c.pad, flip=run.train.data.hflip, progress=run.progress, scheduler=run.scheduler,
                                average=run.average)
@@ -191,9 +258,10 @@ def check(run) -> None:
     """Validate ASD's options and seeds against the prepared data before training."""
     o = options(run)
     try:
-        clean_seeds(run, o)
+        transfer_seeds(run, o) if o["seed_source"] else clean_seeds(run, o)
     except ValueError as exc:
-        raise ValueError(f"ASD's seeds_per_class={o['seeds_per_class']} cannot be drawn from this training set: {exc}") from None
+        where = f"seed_source {o['seed_source']!r}" if o["seed_source"] else "this training set"
+        raise ValueError(f"ASD's seeds_per_class={o['seeds_per_class']} cannot be drawn from {where}: {exc}") from None
     groups = len(getattr(run.model, "layer_groups", ()))
     if o["meta_layers"] > groups:
         raise ValueError(f"The 'meta_layers' option of ASD must be in [1, {groups}] for model {run.config.model!r} "
