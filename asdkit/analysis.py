@@ -5,7 +5,7 @@ import numpy as np
 
 from .records import Record
 
-__all__ = ["detection_auroc", "meta_split_separation"]
+__all__ = ["detection_auroc", "meta_split_separation", "pool_by_true_class"]
 
 
 def detection_auroc(score, is_poison) -> float:
@@ -42,3 +42,17 @@ def meta_split_separation(record: Record, *, top_fraction: float = 0.2) -> dict[
         "top_poisoned": int(is_poison[top].sum()),
         "top_size": int(len(top)),
     }
+
+
+def pool_by_true_class(record: Record, epoch: int = -1) -> dict[str, list[int]]:
+    """What D_C held at ``epoch``, counted by *true* class: all its samples, and the poisoned ones among them.
+
+    The poisoned samples a loss-guided split admits are rarely random: they are those whose
+    triggered image still looks like the target class (on Fashion-MNIST with target 0,
+    T-shirt, they are triggered shirts). Counting them by true class says which.
+    """
+    pool = record.epoch_array("clean_pool", epoch)
+    true, is_poison = record.arrays["true_label"], record.arrays["is_poison"]
+    classes = int(max(true.max(), record.arrays["observed_label"].max())) + 1
+    return {"pool": np.bincount(true[pool].numpy(), minlength=classes).tolist(),
+            "poisoned": np.bincount(true[pool & is_poison].numpy(), minlength=classes).tolist()}

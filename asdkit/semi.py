@@ -83,7 +83,7 @@ def mixmatch_epoch(model: nn.Module, x: torch.Tensor, y: torch.Tensor, clean_poo
     the mixed batch goes through the model in a single forward pass, so every BatchNorm
     batch holds labelled and unlabelled samples together (what the reference code's
     "interleave" achieves with three passes). ``average`` (a ``WeightAverage``) is updated
-    after every step when given. Returns the mean L, L_x, L_u and λ_u weight.
+    after every step when given. Returns the epoch means of L, L_x, L_u and the λ_u weight.
     """
     device = x.device
     labelled = clean_pool.nonzero().squeeze(1)
@@ -94,7 +94,7 @@ def mixmatch_epoch(model: nn.Module, x: torch.Tensor, y: torch.Tensor, clean_poo
     unl = PoolSampler(unlabelled, config.batch_size, generator)
     mixup_rng = np.random.default_rng(int(torch.randint(0, 2**62, (1,), generator=generator)))
     model.train()
-    totals = torch.zeros(3)
+    totals = torch.zeros(4)
     b = config.batch_size
     for it in range(config.iterations):
         il, iu = lab.next().to(device), unl.next().to(device)
@@ -124,11 +124,11 @@ def mixmatch_epoch(model: nn.Module, x: torch.Tensor, y: torch.Tensor, clean_poo
             scheduler.step()
         if average is not None:
             average.update(model)
-        totals += torch.tensor([loss.item(), lx.item(), lu.item()])
+        totals += torch.tensor([loss.item(), lx.item(), lu.item(), weight_u])
         if progress is not None:
             progress.update(1)
     totals /= max(1, config.iterations)
-    return {"loss": totals[0].item(), "loss_x": totals[1].item(), "loss_u": totals[2].item(), "weight_u": weight_u}
+    return {"loss": totals[0].item(), "loss_x": totals[1].item(), "loss_u": totals[2].item(), "weight_u": totals[3].item()}
 
 
 # The semi-supervised methods of 002 Table 4. UDA and ReMixMatch plug in here with the same signature.

@@ -634,6 +634,20 @@ def test_clean_hard_samples_are_the_largest_l1_clean_samples(reference):
         assert m["hard_in_pool"] <= int((pool & ~is_poison).sum())
 
 
+def test_pool_by_true_class_counts_the_record_pool_and_its_poisoned_samples(reference):
+    from asdkit.analysis import pool_by_true_class
+
+    rec = reference["record"]
+    true, is_poison = rec.arrays["true_label"], rec.arrays["is_poison"]
+    for epoch in range(rec.epochs):
+        pool = rec.epoch_array("clean_pool", epoch)
+        out = pool_by_true_class(rec, epoch)
+        assert sum(out["pool"]) == int(pool.sum()) and sum(out["poisoned"]) == rec.metrics[epoch]["poison_in_pool"]
+        for k in range(10):
+            assert out["poisoned"][k] == int((pool & is_poison & (true == k)).sum())
+        assert out["poisoned"][rec.config["target"]] == 0  # all2one never poisons the target class itself
+
+
 def test_meta_split_separation_reads_the_stage3_entry_of_the_record(reference):
     """The Fig. 3 numbers come from the first stage-3 epoch's arrays, through scikit-learn's AUROC."""
     from sklearn.metrics import roc_auc_score
