@@ -511,3 +511,11 @@ def test_seed_samples_validates(kwargs, parameter):
     args = {"labels": torch.tensor([0, 0, 0, 1, 1, 1]), "per_class": 1, "seed": 0, **kwargs}
     with pytest.raises(ValueError, match=f"'{parameter}' parameter of seed_samples"):
         seed_samples(args.pop("labels"), args.pop("per_class"), **args)
+
+
+def test_class_names_of_named_sets_and_none_for_files():
+    from asdkit.data import class_names
+
+    assert class_names("fashion-mnist")[6] == "Shirt" and len(class_names("FashionMNIST")) == 10
+    assert class_names("gtsrb") is not None and len(class_names("gtsrb")) == 43
+    assert class_names("some/file.npz") is None

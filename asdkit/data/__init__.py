@@ -1,9 +1,10 @@
 """Data sets as in-memory tensors: loaders, subsets, seed samples (DESIGN layer 1)."""
-from .loaders import DATASETS, DataUnavailableError, data_dir, describe, load
+from .loaders import DATASETS, DataUnavailableError, class_names, data_dir, describe, load
 from .sampling import seed_samples, stratified_subset
 from .types import DataSplits, ImageSet
 
 __all__ = [
+    "class_names",
     "DATASETS",
     "DataSplits",
     "DataUnavailableError",

@@ -66,6 +66,12 @@ _SPECS = {
 _ALIASES = {n.replace("-", ""): n for n in DATASETS}  # "fashion_mnist", "FashionMNIST", "CIFAR-10" …
 
 
+def class_names(name: str) -> tuple[str, ...] | None:
+    """The class names of a named data set (``None`` for files and folders, whose names come with their data)."""
+    key = _ALIASES.get(str(name).lower().replace("-", "").replace("_", ""), str(name))
+    return _SPECS[key].classes if key in _SPECS else None
+
+
 def data_dir() -> Path:
     """The folder where data sets and their caches live: ``$ASDKIT_DATA`` if set, else ``./data``.
 
