@@ -38,10 +38,10 @@ def epoch_curves(records: Mapping[str, Record], *, reference: Mapping[str, Recor
         for ax, (key, _) in zip(axes, panels):
             if rec.metrics and key in rec.metrics[0]:
                 ax.plot(epochs, rec.metric(key), marker="o", ms=3, label=label)
-    for label, rec in (reference or {}).items():
+    for i, (label, rec) in enumerate((reference or {}).items()):
         for ax, (key, _) in zip(axes[:2], panels[:2]):
             ax.axhline(rec.metric(key)[-1], ls="--", lw=1, color="0.4")
-            ax.annotate(label, (1, rec.metric(key)[-1]), textcoords="offset points", xytext=(2, 3), fontsize=8, color="0.3")
+            ax.annotate(label, (1 + 2.5 * i, rec.metric(key)[-1]), textcoords="offset points", xytext=(2, 3), fontsize=8, color="0.3")
     first = next(iter(records.values()))
     for ax, (_, title) in zip(axes, panels):
         for b in _stage_bounds(first):
