@@ -289,7 +289,7 @@ SPEC = DefenseSpec(
         # Classroom: 10k training images, 8 epochs of 200 MixMatch steps; stage 1 for 6 epochs growing 15 % of a
         # class (150 images here) an epoch, one epoch each of stages 2 and 3; one-cycle Adam (peak 0.002). Measured
         # on 2 cores (BadNets 10 %, target 0): ACC 83.3 %, ASR 3.0 % (clean twin's floor 2.5 %) vs no defense
-        # 89.2 % / 99.9 % on the same 10k, in 283-341 s. Why the ACC gap and the trade-offs (slower warm-up,
+        # 89.2 % / 99.9 % on the same 10k, in 283-369 s. Why the ACC gap and the trade-offs (slower warm-up,
         # proportional stages, more stage-3 epochs): the ASD section of the README.
         "classroom": dict(epochs=8, optimizer="adam", lr=0.002, schedule="onecycle", train_size=10000, test_size=5000,
                           defense_args={"t1": 6, "t2": 7, "warmup_every": 1, "warmup_step": 0.15, "iterations": 200}),
