@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import time
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -148,39 +149,41 @@ def transfer_pretrain(run, o: dict[str, Any], mm: MixMatchConfig, x: torch.Tenso
     """
     c, model = run.config, run.model
     opt = torch.optim.Adam(model.parameters(), lr=c.lr)
-    pre = MixMatchConfig(**{**mm.__dict__, "rampup_epochs": float(max(1, o["transfer_epochs"]))})
+    pre = replace(mm, rampup_epochs=float(max(1, o["transfer_epochs"])))
     for e in range(o["transfer_epochs"]):
         SEMI_METHODS[o["semi"]](model, x, y, seeds, opt, num_classes=run.num_classes, epoch=e, config=pre, normalize=run.normalize,
                                 generator=epoch_generator(c.seed, e, stream=3), pad=c.pad, flip=run.train.data.hflip)
-    frozen = {k: v.clone() for k, v in model.state_dict().items()}
-    head = [p for m in last_layers(model, 1) for p in m.parameters()]
-    for p in model.parameters():
-        p.requires_grad_(False)
-    for p in head:
-        p.requires_grad_(True)
-    train_epoch(model, run.x, run.y, run.all_index, torch.optim.Adam(head, lr=c.lr), normalize=run.normalize, loss_fn=cross_entropy,
-                generator=epoch_generator(c.seed, 0, stream=4), batch_size=c.batch_size, pad=c.pad, flip=run.train.data.hflip)
-    head_names = {n for m in last_layers(model, 1) for n, _ in m.named_parameters(prefix=_module_name(model, m))}
-    model.load_state_dict({k: (v if k in head_names else frozen[k]) for k, v in model.state_dict().items()})
+    head = last_layers(model, 1)
+    in_head = {id(b) for m in head for b in m.buffers()}
+    backbone_stats = {name: b.clone() for name, b in model.named_buffers() if id(b) not in in_head}
+    train_epoch(model, run.x, run.y, run.all_index, torch.optim.Adam(_train_only(model, head), lr=c.lr), normalize=run.normalize,
+                loss_fn=cross_entropy, generator=epoch_generator(c.seed, 0, stream=4), batch_size=c.batch_size, pad=c.pad,
+                flip=run.train.data.hflip)
+    with torch.no_grad():  # train mode moved the frozen backbone's BatchNorm statistics: put them back
+        for name, b in model.named_buffers():
+            if name in backbone_stats:
+                b.copy_(backbone_stats[name])
     for p in model.parameters():
         p.requires_grad_(True)
     result = run.evaluate()
     return {"transfer_acc": result["acc"], "transfer_asr": result["asr"]}
 
 
-def _module_name(model: torch.nn.Module, module: torch.nn.Module) -> str:
-    return next(name for name, m in model.named_modules() if m is module)
+def _train_only(model: torch.nn.Module, modules: list[torch.nn.Module]) -> list[torch.nn.Parameter]:
+    """Freeze every parameter of ``model`` except those of ``modules``; return those."""
+    for p in model.parameters():
+        p.requires_grad_(False)
+    params = [p for m in modules for p in m.parameters()]
+    for p in params:
+        p.requires_grad_(True)
+    return params
 
 
 def virtual_model_losses(run, o: dict[str, Any], epoch: int, l1) -> torch.Tensor:
     """L1 under the virtual model θ' after ``meta_epochs`` of CE on the whole poisoned set, updating only the last layers (Eq. 3)."""
     c = run.config
     virtual = copy.deepcopy(run.model)
-    for p in virtual.parameters():
-        p.requires_grad_(False)
-    params = [p for m in last_layers(virtual, o["meta_layers"]) for p in m.parameters()]
-    for p in params:
-        p.requires_grad_(True)
+    params = _train_only(virtual, last_layers(virtual, o["meta_layers"]))
     opt = (torch.optim.Adam(params, lr=o["meta_lr"]) if o["meta_optimizer"] == "adam"
            else torch.optim.SGD(params, lr=o["meta_lr"], momentum=0.9))  # 002 B.3's SGD, with the usual momentum 0.9
     for e in range(o["meta_epochs"]):
