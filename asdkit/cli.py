@@ -1,4 +1,4 @@
-"""Command line (DESIGN layer 9): ``asdkit run``, ``asdkit data``.
+"""Command line (DESIGN layer 9): ``asdkit run``, ``asdkit options``, ``asdkit data``.
 
 Every option is checked before any data is loaded or any model is trained.
 """
@@ -15,13 +15,16 @@ _RUN_HELP = """\
 Train a model on a poisoned data set, with or without a defense, and write a record.
 
 The three scales are presets of one config (the algorithm never changes, only sizes,
-epochs and schedules):
+budgets and schedules):
   smoke      seconds: 2,000 Fashion-MNIST images, a narrow network (tests, CI)
-  classroom  minutes on a 2-core CPU: all of Fashion-MNIST, the compact ResNet (default)
+  classroom  minutes on a 2-core CPU: all of Fashion-MNIST, the compact ResNet (default);
+             a budget of 180,000 sample visits, so a smaller --dataset trains more epochs
   paper      the papers' setting: CIFAR-10, ResNet-18, 200 epochs, SGD 0.1 (use a GPU)
 
 Anything else is a config field: --set epochs=5 --set lr=0.01 --set attack.size=4
---set attack.location=lower-right --set defense.NAME=VALUE. A run whose config was run
+--set attack.location=lower-right --set defense.NAME=VALUE. Every field and option is
+listed by `asdkit options` and `asdkit options DEFENSE` (or `asdkit run --defense asd
+--options`), and checked before any data loads. A run whose config was run
 before is reused (use --force to train again); an interrupted run resumes from its last
 finished epoch. Records live in ./runs (or $ASDKIT_RUNS).
 
@@ -58,15 +61,40 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="train again even if a finished record exists")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="end with one line of JSON (acc, asr, seconds, record, ...)")
+    p.add_argument("--options", action="store_true", help="print the defense's options (accepted values, default per scale) and exit")
+
+    o = sub.add_parser("options", help="the config fields, or a defense's options: accepted values, default per scale, meaning")
+    o.add_argument("defense", nargs="?", help=f"a defense ({', '.join(DEFENSES)}); omitted: the config fields")
 
     d = sub.add_parser("data", help="where each data set is, and how to get the missing ones")
     d.add_argument("--json", action="store_true")
     return parser
 
 
+def _options_table(defense: str | None) -> str:
+    from .config import SCALES, _spec, config_fields
+    from .options import format_table
+
+    if defense is None:
+        return format_table(config_fields(), SCALES, title="Config fields (--set NAME=VALUE; --scale, --defense, --attack... for the flags):")
+    spec = _spec(defense)
+    if not spec.options:
+        return f"{defense} takes no options."
+    return format_table(spec.options, SCALES, title=f"Options of {defense} (--set defense.NAME=VALUE): {spec.summary}")
+
+
+def _cmd_options(args: argparse.Namespace) -> int:
+    print(_options_table(args.defense))
+    return 0
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from .config import make_config, parse_assignment
     from .runner import run
+
+    if args.options:
+        print(_options_table(args.defense))
+        return 0
 
     overrides = dict(parse_assignment(a) for a in args.assignments)
     for name in ("dataset", "attack", "rate", "target", "seed", "model"):
@@ -80,10 +108,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     summary = run(config, quiet=args.quiet, force=args.force)
     asr = summary.get("asr")
     extra = "".join(f"  {k} {v:.3g}" if isinstance(v, float) else f"  {k} {v}" for k, v in summary.items()
-                    if k not in {"acc", "asr", "seconds", "record", "epochs", "reused"})
+                    if k not in {"acc", "asr", "seconds", "record", "epochs", "reused", "phases"} and not k.startswith("seconds_"))
     reused = " (reused finished record)" if summary.get("reused") else ""
     print(f"{config.defense} vs {config.attack} {config.rate:.0%} on {config.dataset} ({config.scale}): "
-          f"ACC {summary['acc']:.2%}  ASR {asr:.2%}{extra}  {summary['seconds']:.0f} s{reused}  -> {summary['record']}")
+          f"ACC {summary['acc']:.2%}  ASR {asr:.2%}{extra}  {summary['epochs']} epochs  {summary['seconds']:.0f} s{reused}  -> {summary['record']}")
     if args.json:
         print(json.dumps(summary))
     return 0
@@ -119,7 +147,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
-        return {"run": _cmd_run, "data": _cmd_data}[args.command](args)
+        return {"run": _cmd_run, "data": _cmd_data, "options": _cmd_options}[args.command](args)
     except ValueError as exc:  # bad input: one clear line, no traceback
         print(f"asdkit: error: {exc}", file=sys.stderr)
         return 2

@@ -1,52 +1,62 @@
-"""One run = one config: the presets (smoke / classroom / paper), overrides and validation.
+"""One run = one config: the declared fields, the scales (smoke / classroom / paper), overrides, validation.
 
 A config is a frozen dataclass of plain values, so it hashes to a record key and prints as
-the hyper-parameter table of a run. Scales change sizes, epochs and schedules, never the
-algorithm (DESIGN "Scales").
+the hyper-parameter table of a run. Every field is declared once in :func:`config_fields`
+(what it accepts, its default per scale, a one-line doc) and every defense declares its own
+options the same way (``DefenseSpec.options``); :func:`make_config` checks all of them, in
+one place and before any data loads. Scales change sizes, budgets and schedules, never the
+algorithm (DESIGN "Scales"); a scale's budget is counted in sample visits, so the number of
+epochs follows from the size of the data set (:func:`resolve_epochs`).
 """
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 import json
+import re
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-__all__ = ["RunConfig", "SCALES", "make_config", "parse_assignment", "config_hash"]
+from .options import Option, Options, check_value, choice, integer, real, resolve, text
+
+__all__ = ["RunConfig", "SCALES", "make_config", "parse_assignment", "config_hash", "config_fields", "validate",
+           "defense_options", "resolve_epochs"]
 
 SCALES = ("smoke", "classroom", "paper")
 
 
 @dataclass(frozen=True)
 class RunConfig:
-    """Every knob of one run. Units in the comments; ``attack_args``/``defense_args`` hold per-method options."""
+    """Every knob of one run (units and meaning: :func:`config_fields`); ``attack_args``/``defense_args`` hold per-method options."""
 
-    dataset: str = "fashion-mnist"  # name, .npz path or image folder
-    resolution: int = 0  # resize images to this side (pixels); 0 = the data set's own (image folders: 32)
+    dataset: str = "fashion-mnist"
+    resolution: int = 0
     attack: str = "badnets"
-    rate: float = 0.1  # poison-label: fraction of the whole set; clean-label: of the target class; 0 = clean twin
-    target: int = 0  # target class index
-    label_mode: str = "all2one"  # or "all2all": y -> (y + 1) mod C
+    rate: float = 0.1
+    target: int = 0
+    label_mode: str = "all2one"
     defense: str = "none"
     scale: str = "classroom"
     seed: int = 0
     device: str = "auto"  # not part of the record key
     model: str = "compact"
-    model_args: dict = field(default_factory=dict)  # e.g. {"widths": [16, 32, 64]}
-    train_size: int = 0  # stratified subset of the training set; 0 = all of it
-    test_size: int = 0  # stratified subset of the test set; 0 = all of it
-    epochs: int = 3
+    model_args: dict = field(default_factory=dict)
+    train_size: int = 0
+    test_size: int = 0
+    epochs: int = 0  # 0 = as many as the budget buys on this data set
+    budget: int = 180_000  # sample visits of supervised training (classroom: 3 passes over 60k)
     batch_size: int = 128
-    optimizer: str = "adam"  # "adam" or "sgd"
-    lr: float = 2e-3  # peak learning rate
-    momentum: float = 0.9  # SGD only
+    optimizer: str = "adam"
+    lr: float = 2e-3
+    momentum: float = 0.9
     weight_decay: float = 0.0
-    schedule: str = "onecycle"  # "onecycle" (linear up 20%, down to 0), "multistep", "constant"
-    milestones: tuple = ()  # epochs at which "multistep" divides the lr by 10
-    pad: int = 2  # random-crop padding, pixels
+    schedule: str = "onecycle"
+    milestones: tuple = ()
+    pad: int = 2
     eval_batch_size: int = 1024
-    attack_args: dict = field(default_factory=dict)  # e.g. {"size": 3, "location": "lower-right"}
-    defense_args: dict = field(default_factory=dict)  # e.g. {"t1": 60} for ASD
+    attack_args: dict = field(default_factory=dict)
+    defense_args: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -65,44 +75,107 @@ class RunConfig:
         return cls(**d)
 
 
-# Preset tables: what each scale changes relative to the dataclass defaults above.
-_BASE: dict[str, dict[str, Any]] = {
-    # seconds: 2,000 training images, a narrow network, two epochs
-    "smoke": dict(train_size=2000, test_size=1000, epochs=2, model_args={"widths": [16, 32, 64]}, lr=3e-3),
-    # minutes on 2 CPU cores: full Fashion-MNIST, the compact network, one-cycle Adam
-    "classroom": dict(),
-    # 002 appendix B.2: CIFAR-10, ResNet-18, 200 epochs, SGD 0.1 (momentum 0.9, wd 5e-4), /10 at 100 and 150
-    "paper": dict(
-        dataset="cifar10", model="resnet18", rate=0.05, target=3, epochs=200, batch_size=128,
-        optimizer="sgd", lr=0.1, momentum=0.9, weight_decay=5e-4, schedule="multistep",
-        milestones=(100, 150), pad=4,
-    ),
-}
+_DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 
-def _defense_presets(defense: str, scale: str, dataset: str) -> dict[str, Any]:
-    from .defenses import DEFENSES  # late import: config sits below defenses
+def _milestones(v: Any) -> bool:
+    return (isinstance(v, (tuple, list)) and all(isinstance(m, int) and not isinstance(m, bool) and m >= 1 for m in v)
+            and list(v) == sorted(set(v)))
 
-    spec = DEFENSES.get(defense)
-    if spec is None:
-        return {}
-    return {**spec.presets.get(scale, {}), **spec.dataset_presets.get((scale, dataset), {})}
+
+def _is_dict(v: Any) -> bool:
+    return isinstance(v, dict) and all(isinstance(k, str) for k in v)
+
+
+@functools.lru_cache(maxsize=1)
+def config_fields() -> tuple[Option, ...]:
+    """The declared config fields: what each accepts, its default per scale and what it means.
+
+    Scales: ``smoke`` (seconds: 2,000 images, a narrow network), ``classroom`` (a 2-core CPU,
+    minutes: all of Fashion-MNIST, the compact ResNet), ``paper`` (002 appendix B.2: CIFAR-10,
+    ResNet-18, 200 epochs of SGD 0.1, momentum 0.9, wd 5e-4, /10 at 100 and 150).
+    """
+    from .attacks import ATTACKS
+    from .defenses import DEFENSES
+    from .models import MODELS
+
+    return (
+        text("dataset", "cifar10", scales={"smoke": "fashion-mnist", "classroom": "fashion-mnist"},
+             want="a data set name, an .npz path or an image folder", doc="the training and test data"),
+        integer("resolution", 0, low=0, doc="resize images to this side in pixels; 0 = the data set's own (image folders: 32)"),
+        choice("attack", "badnets", sorted(ATTACKS), doc="the backdoor attack (002 appendix B.2)"),
+        real("rate", 0.05, low=0, high=1, closed="left", scales={"smoke": 0.1, "classroom": 0.1},
+             doc="poison rate: of the whole set (poison-label) or of the target class (clean-label); 0 = the clean twin"),
+        integer("target", 3, low=0, scales={"smoke": 0, "classroom": 0}, doc="target class index"),
+        choice("label_mode", "all2one", ("all2one", "all2all"), doc="all2all relabels y -> (y + 1) mod C"),
+        choice("defense", "none", sorted(DEFENSES), doc="the defense (set with --defense, not --set)"),
+        choice("scale", "classroom", SCALES, doc="the preset (set with --scale, not --set)"),
+        integer("seed", 0, low=0, doc="seed of the poison selection, the trigger, the initialisation and every random stream"),
+        Option("device", "auto", lambda v: isinstance(v, str) and bool(_DEVICE.match(v)), "one of 'auto', 'cpu', 'cuda', 'cuda:N', 'mps'",
+               "where to train; not part of the record key"),
+        choice("model", "resnet18", sorted(MODELS), scales={"smoke": "compact", "classroom": "compact"}, doc="the network"),
+        Option("model_args", {}, _is_dict, "a dict of the model's keyword options", "e.g. {'widths': [16, 32, 64]}",
+               {"smoke": {"widths": [16, 32, 64]}}),
+        integer("train_size", 0, low=0, scales={"smoke": 2000}, doc="stratified subset of the training set; 0 = all of it"),
+        integer("test_size", 0, low=0, scales={"smoke": 1000}, doc="stratified subset of the test set; 0 = all of it"),
+        integer("epochs", 200, low=0, scales={"smoke": 0, "classroom": 0},
+                doc="training epochs; 0 = as many as 'budget' buys on this data set"),
+        integer("budget", 180_000, low=1, scales={"smoke": 4000},
+                doc="sample visits of supervised training when epochs = 0 (epochs = round(budget / N), at least 1)"),
+        integer("batch_size", 128, low=1, doc="training batch"),
+        choice("optimizer", "sgd", ("adam", "sgd"), scales={"smoke": "adam", "classroom": "adam"}, doc="the optimiser"),
+        real("lr", 0.1, low=0, closed="neither", scales={"smoke": 3e-3, "classroom": 2e-3}, doc="peak learning rate"),
+        real("momentum", 0.9, low=0, high=1, closed="left", doc="SGD momentum"),
+        real("weight_decay", 5e-4, low=0, scales={"smoke": 0.0, "classroom": 0.0}, doc="L2 weight decay"),
+        choice("schedule", "multistep", ("onecycle", "multistep", "constant"), scales={"smoke": "onecycle", "classroom": "onecycle"},
+               doc="lr schedule: onecycle (linear up 20 %, down to 0), multistep (/10 at each milestone), constant"),
+        Option("milestones", (100, 150), _milestones, "a list of increasing positive ints (epochs)",
+               "epochs at which 'multistep' divides the lr by 10", {"smoke": (), "classroom": ()}),
+        integer("pad", 4, low=0, scales={"smoke": 2, "classroom": 2}, doc="random-crop padding, pixels"),
+        integer("eval_batch_size", 1024, low=1, doc="batch of scoring and evaluation (no autograd)"),
+        Option("attack_args", {}, _is_dict, "a dict of the attack's options", "e.g. {'size': 3, 'location': 'lower-right'}"),
+        Option("defense_args", {}, _is_dict, "a dict of the defense's options", "every option of the defense (asdkit options NAME)"),
+    )
+
+
+def _field(name: str) -> Option:
+    return next(o for o in config_fields() if o.name == name)
+
+
+def _spec(defense: str):
+    from .defenses import DEFENSES, PLANNED_DEFENSES
+
+    if defense not in DEFENSES:
+        later = f" ({defense!r} is planned for a later release)" if defense in PLANNED_DEFENSES else ""
+        raise ValueError(f"The 'defense' field must be one of {sorted(DEFENSES)}{later}. Got {defense!r} instead.")
+    return DEFENSES[defense]
 
 
 def make_config(scale: str = "classroom", *, defense: str = "none", overrides: dict[str, Any] | None = None) -> RunConfig:
-    """The preset of ``scale`` for ``defense``, then ``overrides`` (field → value; ``attack.x``/``defense.x`` for options)."""
-    if scale not in SCALES:
-        raise ValueError(f"The 'scale' parameter must be one of {list(SCALES)}. Got {scale!r} instead.")
-    values: dict[str, Any] = dict(_BASE[scale])
-    dataset = (overrides or {}).get("dataset", values.get("dataset", RunConfig.dataset))
-    values.update(_defense_presets(defense, scale, dataset))
+    """The preset of ``scale`` for ``defense``, then ``overrides`` (field → value; ``attack.x``/``defense.x`` for options).
+
+    Every field and every option is checked here, before any data loads: an unknown name,
+    a bad value, an option the defense lacks, or ``scale``/``defense`` given as overrides
+    (they choose the preset: pass them as arguments, ``--scale``/``--defense`` on the CLI).
+    """
+    check_value(_field("scale"), scale, "parameter of make_config")
+    spec = _spec(defense)
+    overrides = dict(overrides or {})
+    for key in ("scale", "defense"):
+        if key in overrides:
+            raise ValueError(f"The {key!r} field chooses the preset and cannot be overridden; pass it as make_config({key}=...) "
+                             f"(on the command line: --{key}). Got {key}={overrides[key]!r}.")
+    values: dict[str, Any] = {o.name: o.default_at(scale) for o in config_fields()}
+    dataset = overrides.get("dataset", spec.presets.get(scale, {}).get("dataset", values["dataset"]))
+    values.update(spec.presets.get(scale, {}))
+    values.update(spec.dataset_presets.get((scale, dataset), {}))
     values["scale"], values["defense"] = scale, defense
-    model = (overrides or {}).get("model", values.get("model", "compact"))
-    if model != "compact" and "model_args" not in (overrides or {}):
-        values.pop("model_args", None)  # the smoke preset's widths belong to the compact network only
-    attack_args, defense_args = dict(values.pop("attack_args", {})), dict(values.pop("defense_args", {}))
-    known = {f.name for f in fields(RunConfig)}
-    for key, value in (overrides or {}).items():
+    model = overrides.get("model", values["model"])
+    if model != "compact" and "model_args" not in overrides:
+        values["model_args"] = {}  # the smoke preset's widths belong to the compact network only
+    attack_args, defense_args = dict(values.pop("attack_args")), {}
+    known = {o.name for o in config_fields()} - {"attack_args", "defense_args"}
+    for key, value in overrides.items():
         if key.startswith("attack."):
             attack_args[key[len("attack."):]] = value
         elif key.startswith("defense.") or key.startswith(f"{defense}."):
@@ -111,14 +184,27 @@ def make_config(scale: str = "classroom", *, defense: str = "none", overrides: d
             values[key] = value
         else:
             raise ValueError(
-                f"Unknown config field {key!r}. Fields: {sorted(known - {'attack_args', 'defense_args'})}; "
+                f"Unknown config field {key!r}. Fields: {sorted(known - {'scale', 'defense'})}; "
                 "attack options as attack.NAME (e.g. attack.size=3), defense options as defense.NAME."
             )
-    if "milestones" in values:
+    values.pop("defense_args")
+    if isinstance(values.get("milestones"), list):
         values["milestones"] = tuple(values["milestones"])
-    config = RunConfig(**values, attack_args=attack_args, defense_args=defense_args)
+    options = resolve(spec.options, defense_args, scale=scale, owner=defense, what="defense option(s)")
+    config = RunConfig(**values, attack_args=attack_args, defense_args=dict(options))
     validate(config)
     return config
+
+
+def defense_options(config: RunConfig) -> Options:
+    """The defense's options of ``config``: its declared defaults at the config's scale, updated by ``defense_args``."""
+    spec = _spec(config.defense)
+    return resolve(spec.options, config.defense_args, scale=config.scale, owner=config.defense, what="defense option(s)")
+
+
+def resolve_epochs(config: RunConfig, train_size: int) -> int:
+    """Epochs of supervised training: ``config.epochs``, or (when 0) round(budget / N) passes over N samples, at least 1."""
+    return config.epochs or max(1, round(config.budget / max(1, train_size)))
 
 
 def parse_assignment(text: str) -> tuple[str, Any]:
@@ -133,59 +219,27 @@ def parse_assignment(text: str) -> tuple[str, Any]:
     return key.strip(), value
 
 
-_CHOICES = {
-    "label_mode": ("all2one", "all2all"),
-    "optimizer": ("adam", "sgd"),
-    "schedule": ("onecycle", "multistep", "constant"),
-}
-
-
 def validate(config: RunConfig) -> None:
-    """Check every field that can be checked without the data; raise ValueError naming field, range and value."""
+    """Check every field, the attack's and the model's option names and every defense option; ValueError naming field, range and value."""
+    for opt in config_fields():
+        check_value(opt, getattr(config, opt.name), "field")
+    if config.epochs and config.milestones and config.milestones[-1] >= config.epochs:
+        raise ValueError(f"The 'milestones' field must be epochs below 'epochs' ({config.epochs}). Got {list(config.milestones)} instead.")
+    from .attacks import attack_options
 
-    def bad(name: str, want: str) -> ValueError:
-        return ValueError(f"The '{name}' parameter must be {want}. Got {getattr(config, name)!r} instead.")
-
-    for f in fields(config):  # a bool is an int to Python, never a count or a rate here
-        if isinstance(getattr(config, f.name), bool):
-            raise bad(f.name, "a number or a name, not a bool")
-    if not isinstance(config.rate, (int, float)) or not 0 <= config.rate < 1:
-        raise bad("rate", "a float in the range [0, 1) (0 = the clean twin, for the ASR floor)")
-    if not isinstance(config.target, int) or config.target < 0:
-        raise bad("target", "a non-negative int (a class index)")
-    if not isinstance(config.seed, int) or config.seed < 0:
-        raise bad("seed", "a non-negative int")
-    for name, choices in _CHOICES.items():
-        if getattr(config, name) not in choices:
-            raise bad(name, f"one of {list(choices)}")
-    for name in ("epochs", "batch_size", "eval_batch_size"):
-        if not isinstance(getattr(config, name), int) or getattr(config, name) < 1:
-            raise bad(name, "a positive int")
-    for name in ("train_size", "test_size", "pad", "resolution"):
-        if not isinstance(getattr(config, name), int) or getattr(config, name) < 0:
-            raise bad(name, "a non-negative int")
-    if not isinstance(config.lr, (int, float)) or config.lr <= 0:
-        raise bad("lr", "a positive float")
-    if not isinstance(config.weight_decay, (int, float)) or config.weight_decay < 0:
-        raise bad("weight_decay", "a non-negative float")
-    from .attacks import ATTACKS, PLANNED
-    from .defenses import DEFENSES, PLANNED_DEFENSES
-    from .models import MODELS
-
-    if config.attack not in ATTACKS:
-        later = " (planned for a later release)" if config.attack in PLANNED else ""
-        raise bad("attack", f"one of {sorted(ATTACKS)}{later}")
-    if config.defense not in DEFENSES:
-        later = " (planned for a later release)" if config.defense in PLANNED_DEFENSES else ""
-        raise bad("defense", f"one of {sorted(DEFENSES)}{later}")
-    if config.model not in MODELS:
-        raise bad("model", f"one of {sorted(MODELS)}")
-    if not isinstance(config.attack_args, dict) or not isinstance(config.defense_args, dict) or not isinstance(config.model_args, dict):
-        raise ValueError("attack_args, defense_args and model_args must be dicts")
+    allowed = set(attack_options(config.attack)) - {"seed"}
+    unknown = sorted(set(config.attack_args) - allowed)
+    if unknown:
+        raise ValueError(f"The 'attack_args' field has option(s) {unknown} that attack {config.attack!r} does not take; "
+                         f"it takes {sorted(allowed) or 'none'}.")
     allowed = _model_options(config.model)
     unknown = sorted(set(config.model_args) - allowed)
     if unknown:
-        raise ValueError(f"The 'model_args' parameter has option(s) {unknown} that model {config.model!r} does not take; it takes {sorted(allowed) or 'none'}.")
+        raise ValueError(f"The 'model_args' field has option(s) {unknown} that model {config.model!r} does not take; it takes {sorted(allowed) or 'none'}.")
+    spec = _spec(config.defense)
+    options = defense_options(config)
+    if spec.constraints is not None:
+        spec.constraints(config, options)
 
 
 def _model_options(model: str) -> set[str]:

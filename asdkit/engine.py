@@ -1,6 +1,8 @@
 """The hot loop, device-agnostic (DESIGN layer 4): batches are index tensors into resident uint8 images.
 
-Three verbs: :func:`train_epoch` (one pass of supervised training over an index set),
+:func:`train_steps` is the only batch loop of the package: an *objective* turns one batch
+into per-row losses and weights, the loop does backward, step, schedule, weight average and
+progress. On it: :func:`train_epoch` (one pass of supervised training over an index set),
 :func:`evaluate` (clean accuracy and attack success rate) and :func:`score` (per-sample
 losses in eval mode, large batches, no autograd — shaped like airbench's ``infer``).
 Augmentation (random crop by padding and shifting, optional horizontal flip) runs on whole
@@ -10,8 +12,8 @@ from __future__ import annotations
 
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass
-from typing import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable, Iterable
 
 import torch
 import torch.nn.functional as F
@@ -22,12 +24,17 @@ __all__ = [
     "Normalizer",
     "augment",
     "batches",
+    "Images",
+    "Terms",
+    "train_mode",
+    "train_steps",
+    "supervised",
     "train_epoch",
     "evaluate",
     "score",
     "predict",
     "EpochResult",
-    "epoch_generator",
+    "stream",
     "WeightAverage",
 ]
 
@@ -57,9 +64,16 @@ def resolve_device(name: str = "auto") -> torch.device:
     return dev
 
 
-def epoch_generator(seed: int, epoch: int, stream: int = 0) -> torch.Generator:
-    """A CPU generator for one epoch of one random stream: resuming at an epoch needs no saved RNG state."""
-    return torch.Generator().manual_seed((seed * 1_000_003 + epoch * 7_919 + stream * 104_729) % (2**63))
+def stream(seed: int, *names: object) -> torch.Generator:
+    """A CPU generator for one named random stream: ``stream(seed, phase, purpose, epoch, ...)``.
+
+    Its state is a hash of the seed and the names, so two purposes never share a stream
+    (whatever their epochs) and resuming at an epoch needs no saved RNG state.
+    """
+    import hashlib
+
+    digest = hashlib.sha256(repr((int(seed),) + tuple(str(n) for n in names)).encode()).digest()
+    return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") % (2**63))
 
 
 class Normalizer:
@@ -132,61 +146,153 @@ class WeightAverage:
             avg.copy_(b)
 
 
+@dataclass(frozen=True)
+class Images:
+    """A training set as a model sees it: resident uint8 images, observed labels, and how to augment and normalise them.
+
+    This is all a defense gets of the poisoned set: no ground truth (DESIGN layer 6).
+    """
+
+    x: torch.Tensor  # uint8 N×C×H×W, on the training device
+    y: torch.Tensor  # observed labels, int64 N, on the same device
+    normalize: Normalizer
+    num_classes: int
+    pad: int = 2  # random-crop padding, pixels
+    flip: bool = False  # horizontal flips are a valid augmentation for this data
+
+    def __len__(self) -> int:
+        return self.x.shape[0]
+
+    @property
+    def device(self) -> torch.device:
+        return self.x.device
+
+    def view(self, index: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """The images at ``index`` (on the device), randomly cropped and flipped, normalised: one training view."""
+        return self.normalize(augment(self.x[index], pad=self.pad, flip=self.flip, generator=generator))
+
+    def extended(self, x: torch.Tensor, y: torch.Tensor) -> "Images":
+        """These images followed by ``x`` with labels ``y`` (e.g. transfer seeds from another data set)."""
+        return replace(self, x=torch.cat([self.x, x.to(self.device)]), y=torch.cat([self.y, y.to(self.device)]))
+
+
+@dataclass
+class Terms:
+    """What an objective returns for one step: per-row losses and their weights (the step descends on Σ weight·loss).
+
+    ``index`` gives each row's sample index when rows are samples of the training set (their
+    losses then come back per sample); ``logs`` holds scalars averaged over the epoch.
+    """
+
+    loss: torch.Tensor
+    weight: torch.Tensor | float
+    index: torch.Tensor | None = None
+    logs: dict[str, torch.Tensor | float] = field(default_factory=dict)
+
+
+Objective = Callable[[nn.Module, Any], Terms]  # (model, one batch description) -> Terms
+
+
 @dataclass
 class EpochResult:
-    """What one training epoch produced: mean loss, per-sample training losses (aligned with its index), seconds."""
+    """What a run of steps produced: mean step loss, per-sample losses (aligned with ``index``), logged means, steps, seconds."""
 
     loss: float
     index: torch.Tensor
     sample_loss: torch.Tensor
+    logs: dict[str, float]
+    steps: int
     seconds: float
 
+    def per_sample(self, n: int) -> torch.Tensor:
+        """The per-sample losses scattered into an N-vector (NaN where a sample was not seen)."""
+        out = torch.full((n,), float("nan"))
+        out[self.index] = self.sample_loss
+        return out
 
-def train_epoch(
-    model: nn.Module,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    index: torch.Tensor,
-    optimizer: torch.optim.Optimizer,
-    *,
-    normalize: Normalizer,
-    generator: torch.Generator,
-    batch_size: int = 128,
-    pad: int = 2,
-    flip: bool = False,
-    loss_fn: LossFn | None = None,
-    scheduler=None,
-    progress=None,
-) -> EpochResult:
-    """One epoch of supervised training over ``x[index]`` (resident on the model's device).
 
-    ``loss_fn`` maps (logits, labels) to per-sample losses (default cross-entropy); the
-    per-sample losses of the training pass come back for free in the result.
-    ``scheduler`` (if any) is stepped after every batch.
-    """
-    loss_fn = loss_fn or (lambda logits, t: F.cross_entropy(logits, t, reduction="none"))
-    device = x.device
+def train_mode(model: nn.Module) -> None:
+    """``model.train()``, except the normalisation layers frozen by :func:`asdkit.models.train_only`, which stay in eval mode."""
     model.train()
+    for m in getattr(model, "frozen_norms", ()):
+        m.eval()
+
+
+def train_steps(model: nn.Module, batches: Iterable[Any], objective: Objective, optimizer: torch.optim.Optimizer, *,
+                scheduler=None, average: "WeightAverage | None" = None, progress=None) -> EpochResult:
+    """The one batch loop of asdkit: objective (forward, per-row loss and weight), Σ weight·loss, backward, step.
+
+    Then the lr scheduler, the weight average and the progress bar, once per step. Every way
+    of training in the package — supervised epochs, MixMatch, the virtual model, and the
+    pool operations to come (SimCLR's two views, unlearning, selective training) — is an
+    objective run through this loop. A weight of 1/B descends on a sample's loss, −1/B
+    ascends on it, 0 gives it no gradient.
+    """
+    device = next(model.parameters()).device
+    train_mode(model)
     start = time.perf_counter()
-    order, losses = [], []
-    for idx in batches(index, batch_size, generator=generator):
-        idx_dev = idx.to(device)
-        xb = normalize(augment(x[idx_dev], pad=pad, flip=flip, generator=generator))
+    total = torch.zeros((), device=device)
+    order: list[torch.Tensor] = []
+    losses: list[torch.Tensor] = []
+    logs: dict[str, torch.Tensor | float] = {}
+    steps = 0
+    for batch in batches:
         with autocast(device):
-            per_sample = loss_fn(model(xb), y[idx_dev])
-        loss = per_sample.float().mean()
+            terms = objective(model, batch)
+        loss = (terms.loss.float() * terms.weight).sum()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         if scheduler is not None:
             scheduler.step()
-        order.append(idx)
-        losses.append(per_sample.detach().float())
+        if average is not None:
+            average.update(model)
+        steps += 1
+        total += loss.detach()
+        for k, v in terms.logs.items():
+            logs[k] = logs.get(k, 0.0) + (v.detach().float() if torch.is_tensor(v) else v)
+        if terms.index is not None:
+            order.append(terms.index.cpu())
+            losses.append(terms.loss.detach().float())
         if progress is not None:
             progress.update(1)
-    order_t = torch.cat(order) if order else index[:0]
+    order_t = torch.cat(order) if order else torch.zeros(0, dtype=torch.long)
     loss_t = torch.cat(losses).cpu() if losses else torch.zeros(0)
-    return EpochResult(float(loss_t.mean()) if len(loss_t) else float("nan"), order_t, loss_t, time.perf_counter() - start)
+    means = {k: float(v) / max(1, steps) for k, v in logs.items()}
+    return EpochResult(float(total) / steps if steps else float("nan"), order_t, loss_t, means, steps, time.perf_counter() - start)
+
+
+def supervised(data: Images, loss_fn: LossFn | None = None, *, generator: torch.Generator,
+               weight: torch.Tensor | None = None) -> Objective:
+    """Supervised training on observed labels: per-sample ``loss_fn(logits, y)`` of an augmented view of each index batch.
+
+    ``weight`` (an N-vector over the training set, default all 1) scales each sample's
+    loss: 1 descends, −1 ascends (unlearning), 0 skips; the batch's terms are divided by
+    the batch size, so all-ones weights give the batch mean.
+    """
+    loss_fn = loss_fn or (lambda logits, t: F.cross_entropy(logits, t, reduction="none"))
+    w_all = None if weight is None else weight.to(data.device, torch.float32)
+
+    def objective(model: nn.Module, index: torch.Tensor) -> Terms:
+        idx = index.to(data.device)
+        per_sample = loss_fn(model(data.view(idx, generator)), data.y[idx])
+        w = (w_all[idx] if w_all is not None else 1.0) / len(idx)
+        return Terms(per_sample, w, index)
+
+    return objective
+
+
+def train_epoch(model: nn.Module, data: Images, index: torch.Tensor, optimizer: torch.optim.Optimizer, *,
+                generator: torch.Generator, batch_size: int = 128, loss_fn: LossFn | None = None,
+                weight: torch.Tensor | None = None, scheduler=None, average=None, progress=None) -> EpochResult:
+    """One epoch of supervised training over ``data[index]`` in shuffled batches (:func:`supervised` through :func:`train_steps`).
+
+    ``loss_fn`` maps (logits, labels) to per-sample losses (default cross-entropy); the
+    per-sample losses of the training pass come back for free in the result.
+    """
+    return train_steps(model, batches(index, batch_size, generator=generator),
+                       supervised(data, loss_fn, generator=generator, weight=weight), optimizer,
+                       scheduler=scheduler, average=average, progress=progress)
 
 
 @torch.no_grad()

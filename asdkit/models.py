@@ -6,7 +6,10 @@ Every model here exposes the same three things, so defenses never hard-code laye
 - ``model.linear`` — the head: a single ``nn.Linear`` from features to logits;
 - ``model.layer_groups`` — the ordered names of its top-level stages, input to output
   (ResNet-18: ``conv1, bn1, layer1, layer2, layer3, layer4, linear``), which is what
-  "update the last k layers" (002 Section 5.1, meta-split) counts.
+  "update the last k layers" (002 Section 5.1, meta-split) counts;
+- ``model.meta_layers`` — how many of those groups are 002 B.3's "half of the feature
+  extractor plus the linear layer" (ResNet-18: 3 = layer3, layer4, linear; the compact
+  model: 2 = its last stage and the head; torchvision models: half their body groups + 1).
 """
 from __future__ import annotations
 
@@ -22,6 +25,9 @@ __all__ = [
     "ResNet18",
     "CompactResNet",
     "last_layers",
+    "train_only",
+    "unfreeze",
+    "meta_layers_default",
     "conv_layers",
     "channel_activations",
     "split_backbone_head",
@@ -64,6 +70,7 @@ class ResNet18(_Classifier):
     """The CIFAR ResNet-18 used by all three papers: 3×3 stem, no max-pool, 512-d features."""
 
     layer_groups = ("conv1", "bn1", "layer1", "layer2", "layer3", "layer4", "linear")
+    meta_layers = 3  # layer3, layer4 (half of the four residual stages) and the linear layer
 
     def __init__(self, num_classes: int = 10, in_channels: int = 3, width: int = 64) -> None:
         super().__init__()
@@ -106,6 +113,7 @@ class CompactResNet(_Classifier):
     """
 
     layer_groups = ("layer1", "layer2", "layer3", "linear")
+    meta_layers = 2  # layer3 (the last of three stages: the nearest to half) and the linear layer
 
     def __init__(self, num_classes: int = 10, in_channels: int = 1, widths: tuple[int, int, int] = (32, 64, 128)) -> None:
         super().__init__()
@@ -153,6 +161,7 @@ class TorchvisionClassifier(_Classifier):
         # each inverted-residual block; DenseNet: each dense block and transition), then the head.
         self.layer_groups = tuple(f"body.{name}" for name, child in self.body.named_children()
                                   if any(True for _ in child.parameters())) + ("linear",)
+        self.meta_layers = (len(self.layer_groups) - 1) // 2 + 1
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         x = self.body(x)
@@ -183,6 +192,42 @@ def last_layers(model: nn.Module, k: int) -> list[nn.Module]:
     if not 1 <= k <= len(groups):
         raise ValueError(f"The 'k' parameter of last_layers must be in [1, {len(groups)}] for this model. Got {k} instead.")
     return [model.get_submodule(name) for name in groups[-k:]]
+
+
+def meta_layers_default(model: nn.Module) -> int:
+    """How many last layer groups 002 B.3's virtual model updates for ``model``: "half of the feature extractor plus the linear layer"."""
+    return int(getattr(model, "meta_layers", max(1, len(getattr(model, "layer_groups", ())) // 2)))
+
+
+def train_only(model: nn.Module, modules: list[nn.Module], *, norm_stats: str = "frozen") -> list[nn.Parameter]:
+    """Freeze every parameter of ``model`` except those of ``modules``; return those.
+
+    ``norm_stats="frozen"`` (the default) also keeps the frozen part's BatchNorm layers in
+    eval mode while training (:func:`asdkit.engine.train_mode` honours it): they normalise
+    with their running statistics and never update them, so the frozen part computes exactly
+    what it computed before (DBD's linear head on a frozen backbone). ``"drift"`` leaves
+    them in train mode, so their statistics move with the data (the ASD authors' virtual
+    model, whose optimiser simply omits the frozen layers).
+    """
+    if norm_stats not in ("frozen", "drift"):
+        raise ValueError(f"The 'norm_stats' parameter of train_only must be 'frozen' or 'drift'. Got {norm_stats!r} instead.")
+    for p in model.parameters():
+        p.requires_grad_(False)
+    params = [p for m in modules for p in m.parameters()]
+    for p in params:
+        p.requires_grad_(True)
+    inside = {id(sub) for m in modules for sub in m.modules()}
+    model.frozen_norms = tuple(m for m in model.modules() if isinstance(m, nn.modules.batchnorm._NormBase) and id(m) not in inside) \
+        if norm_stats == "frozen" else ()
+    return params
+
+
+def unfreeze(model: nn.Module) -> list[nn.Parameter]:
+    """Undo :func:`train_only`: every parameter trains, every BatchNorm layer follows the model's mode."""
+    for p in model.parameters():
+        p.requires_grad_(True)
+    model.frozen_norms = ()
+    return list(model.parameters())
 
 
 def split_backbone_head(model: nn.Module) -> tuple[Callable[[torch.Tensor], torch.Tensor], nn.Linear]:

@@ -1,24 +1,29 @@
-"""A run: data → poison → model → a defense's schedule, with a record that resumes (DESIGN layers 1-7 wired).
+"""A run: data → poison → model → a defense's phases, with a record that resumes (DESIGN layers 1-7 wired).
 
-:class:`Run` prepares everything a defense needs and owns the epoch loop's bookkeeping
-(evaluate, record, checkpoint, progress bar), so a defense module only says what happens
-inside an epoch. :func:`run` is the one-call entry point used by the CLI and notebooks.
+:class:`Run` prepares everything, hands a defense only a :class:`~asdkit.context.Context`
+(no ground truth, no runner), and executes the defense's phases one epoch at a time: after
+each epoch it evaluates, adds what the ground truth says of the logged pool, records and
+checkpoints, so a run killed anywhere resumes at (phase, epoch) with every optimiser's and
+scheduler's state. :func:`run` is the one-call entry point used by the CLI and notebooks.
 """
 from __future__ import annotations
 
 import subprocess
+import sys
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 
 from . import __version__
 from .attacks import asr_testset, make_attack, poison
-from .config import RunConfig, config_hash, validate
-from .data import load, stratified_subset
-from .engine import Normalizer, evaluate, resolve_device
-from .models import make_model
+from .config import RunConfig, config_hash, defense_options, resolve_epochs, validate
+from .context import Context, Evaluator
+from .data import load, seed_samples, stratified_subset
+from .engine import Images, Normalizer, resolve_device, stream
+from .models import make_model, unfreeze
+from .phases import Phase, build_optimizers, lr_factor, select
 from .records import Record, RecordError, load_checked, runs_dir, save_atomic
 
 __all__ = ["Run", "run", "run_folder", "lr_factor"]
@@ -27,16 +32,6 @@ __all__ = ["Run", "run", "run_folder", "lr_factor"]
 def run_folder(config: RunConfig, root: Path | None = None) -> Path:
     """Where the record of ``config`` lives: ``<runs>/<defense>-<attack>-<config hash>``."""
     return Path(root or runs_dir()) / f"{config.defense}-{config.attack}-{config_hash(config)}"
-
-
-def lr_factor(schedule: str, t: float, epochs: int, milestones: tuple = ()) -> float:
-    """Learning-rate multiplier at fractional epoch ``t``: one-cycle (linear up for 20%, down to 0), multistep (/10 at each milestone) or constant."""
-    if schedule == "onecycle":
-        peak = 0.2 * epochs
-        return t / peak if t < peak else max(0.0, (epochs - t) / (epochs - peak))
-    if schedule == "multistep":
-        return 0.1 ** sum(t >= m for m in milestones)
-    return 1.0
 
 
 def _code_version() -> str:
@@ -49,215 +44,228 @@ def _code_version() -> str:
 
 
 class Run:
-    """Everything one run needs, prepared and validated before any training starts.
+    """One run, prepared and checked before any training starts; :meth:`execute` runs its phases.
 
-    Attributes a defense uses: ``config``, ``device``, ``train`` (the :class:`PoisonedSet`),
-    ``test``, ``asr_test``, ``x``/``y`` (training images and observed labels, resident on the
-    device), ``model``, ``normalize``, ``record``; and the methods :meth:`make_optimizer`,
-    :meth:`epochs` (the resumable loop) and :meth:`log`.
+    Attributes: ``config``, ``spec`` (the defense), ``truth`` (the :class:`PoisonedSet`, ground
+    truth included: the runner's, never the defense's), ``ctx`` (what the defense sees),
+    ``phases``, ``record``, ``folder``.
     """
 
     def __init__(self, config: RunConfig, *, root: Path | None = None, quiet: bool = False) -> None:
+        from .defenses import DEFENSES
+
         validate(config)
-        self.config = config
-        self.quiet = quiet
-        self.device = resolve_device(config.device)
+        self.config, self.quiet = config, quiet
+        self.spec = DEFENSES[config.defense]
+        options = defense_options(config)
+        device = resolve_device(config.device)
         splits = load(config.dataset, resolution=config.resolution or None)
         train, test = splits.train, splits.test
         if config.target >= train.num_classes:
-            raise ValueError(f"The 'target' parameter must be a class index in [0, {train.num_classes - 1}] for {config.dataset}. Got {config.target} instead.")
+            raise ValueError(f"The 'target' field must be a class index in [0, {train.num_classes - 1}] for {config.dataset}. Got {config.target} instead.")
         if config.train_size:
             train = stratified_subset(train, config.train_size, seed=config.seed)
         if config.test_size:
             test = stratified_subset(test, config.test_size, seed=config.seed)
-        attack = make_attack(config.attack, train.shape, seed=config.seed, **config.attack_args)
-        self.attack = attack
-        self.train = poison(train, attack, rate=config.rate, target=config.target, seed=config.seed, label_mode=config.label_mode)
-        self.test = test
-        self.asr_test = asr_testset(test, attack, target=config.target, label_mode=config.label_mode)
-        self.num_classes = train.num_classes
-
-        dev = self.device
-        self.x = self.train.data.x.to(dev)
-        self.y = self.train.data.y.to(dev)
-        self.all_index = torch.arange(len(self.train))
-        self._test = (test.x.to(dev), test.y.to(dev), self.asr_test.x.to(dev), self.asr_test.y.to(dev))
-        self.normalize = Normalizer(train.mean, train.std, dev, channels_last=True)
+        self.attack = make_attack(config.attack, train.shape, seed=config.seed, **config.attack_args)
+        self.truth = poison(train, self.attack, rate=config.rate, target=config.target, seed=config.seed, label_mode=config.label_mode)
+        asr_test = asr_testset(test, self.attack, target=config.target, label_mode=config.label_mode)
+        normalize = Normalizer(train.mean, train.std, device, channels_last=True)
+        data = Images(self.truth.data.x.to(device), self.truth.data.y.to(device), normalize, train.num_classes,
+                      pad=config.pad, flip=train.hflip)
+        evaluator = Evaluator(test.x.to(device), test.y.to(device), asr_test.x.to(device), asr_test.y.to(device),
+                              normalize, config.eval_batch_size)
+        seeds = self._draw_seeds(*(self.spec.seeds(options) if self.spec.seeds else (0, 0)))
         torch.manual_seed(config.seed)
-        self.model = make_model(config.model, num_classes=self.num_classes, in_channels=train.shape[0], **config.model_args)
-        self.model = self.model.to(dev, memory_format=torch.channels_last)
-        self.optimizer: torch.optim.Optimizer | None = None
-        self.scheduler = None
-        self.state: dict[str, torch.Tensor] = {}  # defense state that must survive a resume
-        self.average = None  # a WeightAverage, if the defense keeps one: then ACC/ASR are measured on it
-        self._check_defense_inputs()  # needs the data and the model; still before any training
+        model = make_model(config.model, num_classes=train.num_classes, in_channels=train.shape[0], **config.model_args)
+        model = model.to(device, memory_format=torch.channels_last)
 
-        self.key = config_hash(config)
         self.folder = run_folder(config, root)
+        self.ctx = Context(config=config, options=options, data=data, seeds=seeds, model=model,
+                           epochs=resolve_epochs(config, len(train)), evaluator=evaluator, folder=self.folder)
+        if self.spec.check is not None:
+            self.spec.check(self.ctx)
+        self.phases: list[Phase] = self.spec.plan(self.ctx)
+        names = [p.name for p in self.phases]
+        if len(set(names)) != len(names) or any(p.epochs < 0 or p.steps < 0 for p in self.phases):
+            raise ValueError(f"Defense {config.defense!r} planned phases with repeated names or negative sizes: {names}.")
+        self.optimizers = build_optimizers(model, self.phases)
+
         self.record = Record(config.to_dict(), code_version=_code_version())
         self.record.path = self.folder / "record.pt"
-        self.record.arrays.update(is_poison=self.train.is_poison, true_label=self.train.true_label,
-                                  observed_label=self.train.observed_label, is_cover=self.train.is_cover)
-        self._pending: tuple[dict[str, Any], dict[str, torch.Tensor]] = ({}, {})
+        t = self.truth
+        self.record.arrays.update(is_poison=t.is_poison, true_label=t.true_label, observed_label=t.observed_label, is_cover=t.is_cover)
+        if len(seeds):
+            self.record.arrays["seeds"] = seeds
         self.seconds = 0.0
 
-    def _check_defense_inputs(self) -> None:
-        from .defenses import DEFENSES
+    def _draw_seeds(self, per_class: int, poisoned: int) -> torch.Tensor:
+        """The defender's trusted seeds: ``per_class`` clean samples a class, ``poisoned`` of them swapped for poisoned ones (002 Table 5)."""
+        if per_class == 0:
+            return torch.zeros(0, dtype=torch.long)
+        t, c = self.truth, self.config
+        try:
+            seeds = seed_samples(t.observed_label, per_class, seed=c.seed, exclude=t.is_poison)
+        except ValueError as exc:
+            raise ValueError(f"{c.defense}'s seeds_per_class={per_class} cannot be drawn from this training set: {exc}") from None
+        if poisoned > len(seeds) or poisoned > len(t.poison_index):
+            raise ValueError(f"The 'poisoned_seeds' option of {c.defense} must be an int in [0, {min(len(seeds), len(t.poison_index))}] "
+                             f"here (seeds_per_class × classes, and no more than the poisoned samples). Got {poisoned} instead.")
+        if poisoned:
+            g = stream(c.seed, "seeds", "poisoned seeds")
+            picked = t.poison_index[torch.randperm(len(t.poison_index), generator=g)[:poisoned]]
+            seeds = torch.cat([seeds[torch.randperm(len(seeds), generator=g)[poisoned:]], picked])
+        return seeds.sort().values
 
-        check = getattr(DEFENSES[self.config.defense], "check", None)
-        if check is not None:
-            check(self)
+    # -- the phase loop ----------------------------------------------------------------------
+    def execute(self) -> dict[str, Any]:
+        """Run (or resume) every phase, epoch by epoch; then finish the record and return the summary."""
+        ctx = self.ctx
+        start_phase, start_epoch = self._resume()
+        bar = self._progress(start_phase, start_epoch)
+        try:
+            for pi, phase in enumerate(self.phases):
+                if pi < start_phase:
+                    continue
+                ctx.phase = phase.name
+                select(ctx.model, phase.train)
+                ctx.optimizer, ctx.scheduler = self.optimizers[phase.key]
+                ctx.progress = bar
+                if bar is not None:
+                    bar.set_description(f"{self.config.defense} vs {self.config.attack} · {phase.name}", refresh=False)
+                for e in range(start_epoch if pi == start_phase else 0, phase.epochs):
+                    self._epoch(pi, phase, e)
+                    if bar is not None:
+                        last = self.record.metrics[-1]
+                        bar.set_postfix(acc=f"{last.get('acc', float('nan')):.3f}", asr=f"{last.get('asr', float('nan')):.3f}", refresh=False)
+        finally:
+            unfreeze(ctx.model)
+            if bar is not None:
+                bar.close()
+        return self._finish()
 
-    # -- pieces a defense calls --------------------------------------------------------------
-    def make_optimizer(self, steps_per_epoch: int, params=None, *, lr: float | None = None) -> torch.optim.Optimizer:
-        """The config's optimiser over ``params`` (default all), with its per-step lr schedule."""
-        c = self.config
-        params = list(self.model.parameters()) if params is None else list(params)
-        lr = c.lr if lr is None else lr
-        if c.optimizer == "sgd":
-            opt = torch.optim.SGD(params, lr=lr, momentum=c.momentum, weight_decay=c.weight_decay, nesterov=False)
-        else:
-            opt = torch.optim.Adam(params, lr=lr, weight_decay=c.weight_decay)
-        steps = max(1, steps_per_epoch)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda step: lr_factor(c.schedule, (step + 1) / steps, c.epochs, c.milestones))
-        self.optimizer = opt
-        self.steps_per_epoch = steps
-        return opt
+    def _epoch(self, pi: int, phase: Phase, e: int) -> None:
+        ctx = self.ctx
+        ctx.pending, ctx.pending_arrays, ctx.pool_score = {}, {}, None
+        t0 = time.perf_counter()
+        out = phase.run(ctx, phase.first_epoch + e) or {}
+        train_seconds = time.perf_counter() - t0
+        metrics = ctx.evaluate() if phase.evaluate else {}
+        self.seconds += time.perf_counter() - t0
+        metrics.update(phase=phase.name, phase_epoch=e, **out, **ctx.pending, **self._pool_truth(),
+                       seconds=round(time.perf_counter() - t0, 3), train_seconds=round(train_seconds, 3))
+        self.record.add_epoch(metrics, ctx.pending_arrays)
+        self._take_snapshots()
+        self.record.save()  # record first, then checkpoint: a crash between them only repeats an epoch
+        self._checkpoint(pi, e + 1)
 
-    def log(self, arrays: dict[str, torch.Tensor] | None = None, **metrics: Any) -> None:
-        """Add metrics (scalars) and per-sample arrays to the epoch being run."""
-        self._pending[0].update(metrics)
-        self._pending[1].update(arrays or {})
+    def _pool_truth(self) -> dict[str, Any]:
+        """What the ground truth says of the pool the defense logged this epoch (never shown to the defense)."""
+        pool = self.ctx.pending_arrays.get("clean_pool")
+        if pool is None:
+            return {}
+        is_poison = self.truth.is_poison
+        out = {"poison_in_pool": int((pool & is_poison).sum())}
+        score = self.ctx.pool_score
+        if score is not None:  # clean-hard: the hard_fraction·N clean samples of largest score (002 Section 5.2)
+            k = int(round(self.ctx.options.get("clean_hard_fraction", 0.1) * len(score)))
+            clean_index = (~is_poison).nonzero().squeeze(1)
+            hard = torch.zeros_like(is_poison)
+            hard[clean_index[torch.argsort(score[clean_index], descending=True, stable=True)[:k]]] = True
+            out.update(hard_in_pool=int((pool & hard).sum()), clean_hard=int(hard.sum()))
+        return out
 
-    def log_clean_pool(self, clean_pool: torch.Tensor, l1_loss: torch.Tensor, *, hard_fraction: float = 0.1) -> None:
-        """Record D_C of this epoch and, from the ground truth (never shown to a policy), what is in it.
+    def _take_snapshots(self) -> None:
+        for name, values in self.ctx.pending_snapshots.items():
+            self.record.snapshots.setdefault(name, {}).update(values)
+        self.ctx.pending_snapshots = {}
 
-        ``poison_in_pool``: poisoned samples in D_C; ``hard_in_pool``: clean-hard samples in
-        D_C, the ``hard_fraction``·N clean samples with the largest L1 loss (002 Section 5.2:
-        5,000 of 50,000).
-        """
-        is_poison = self.train.is_poison
-        k = int(round(hard_fraction * len(l1_loss)))
-        clean_index = (~is_poison).nonzero().squeeze(1)
-        clean_hard = torch.zeros_like(is_poison)
-        clean_hard[clean_index[torch.argsort(l1_loss[clean_index], descending=True, stable=True)[:k]]] = True
-        self.log(arrays={"clean_pool": clean_pool.clone()}, pool_size=int(clean_pool.sum()),
-                 poison_in_pool=int((clean_pool & is_poison).sum()), hard_in_pool=int((clean_pool & clean_hard).sum()),
-                 clean_hard=int(clean_hard.sum()),
-                 pool_per_class=torch.bincount(self.train.observed_label[clean_pool], minlength=self.num_classes).tolist())
+    def _progress(self, start_phase: int, start_epoch: int):
+        if self.quiet:
+            return None
+        from tqdm.auto import tqdm
 
-    def pool_summary(self) -> dict[str, Any]:
-        """Isolation figures over the run: the most poisoned samples ever in D_C (Tables 11-12) and the last pool's TPR/FPR."""
-        n_poison = int(self.train.is_poison.sum())
-        counts = [m.get("poison_in_pool", 0) for m in self.record.metrics]
-        last = self.record.epoch_array("clean_pool")
-        flagged = ~last  # D_P: what the defense treats as possibly poisoned
-        is_poison = self.train.is_poison
+        left = sum(p.steps * (p.epochs - (start_epoch if i == start_phase else 0)) for i, p in enumerate(self.phases) if i >= start_phase)
+        tty = sys.stderr.isatty()
+        return tqdm(total=left, desc=f"{self.config.defense} vs {self.config.attack}", unit="step", leave=False,
+                    mininterval=0.1 if tty else 30.0, maxinterval=10.0 if tty else 300.0)
+
+    def _checkpoint(self, phase: int, epoch: int) -> None:
+        ctx = self.ctx
+        save_atomic({
+            "phase": phase, "epoch": epoch,
+            "model": ctx.model.state_dict(),
+            "optimizers": {k: o.state_dict() for k, (o, _) in self.optimizers.items()},
+            "schedulers": {k: s.state_dict() for k, (_, s) in self.optimizers.items()},
+            "state": ctx.state,
+            "average": ctx.average.model.state_dict() if ctx.average is not None else {},
+            "seconds": self.seconds,
+        }, self.folder / "checkpoint.pt")
+
+    def _resume(self) -> tuple[int, int]:
+        """(phase index, epochs finished in it) of the checkpoint, with model, optimisers, schedulers and state restored."""
+        path = self.folder / "checkpoint.pt"
+        if not path.exists() or not self.record.path.exists():
+            return 0, 0
+        ckpt = load_checked(path, required=("phase", "epoch", "model", "optimizers", "schedulers", "state"))
+        phase, epoch = int(ckpt["phase"]), int(ckpt["epoch"])
+        if not (0 <= phase < len(self.phases) and 0 <= epoch <= self.phases[phase].epochs) or set(ckpt["optimizers"]) != set(self.optimizers):
+            raise RecordError(f"{path} does not match this defense's phases {[p.name for p in self.phases]}; delete {self.folder} and run again.")
+        done = sum(p.epochs for p in self.phases[:phase]) + epoch
+        old = Record.load(self.record.path)
+        if old.epochs < done:
+            raise RecordError(f"{self.record.path} holds {old.epochs} epochs but its checkpoint {done}; delete {self.folder} and run again.")
+        old.truncate(done)
+        old.arrays.update(self.record.arrays)
+        old.snapshots.update(self.record.snapshots)
+        old.path = self.record.path
+        self.record = old
+        ctx = self.ctx
+        ctx.model.load_state_dict(ckpt["model"])
+        for key, (opt, sched) in self.optimizers.items():
+            opt.load_state_dict(ckpt["optimizers"][key])
+            sched.load_state_dict(ckpt["schedulers"][key])
+        ctx.state.update(ckpt["state"])
+        if ctx.average is not None and ckpt.get("average"):
+            ctx.average.model.load_state_dict(ckpt["average"])
+        self.seconds = float(ckpt.get("seconds", 0.0))
+        return phase, epoch
+
+    def _finish(self) -> dict[str, Any]:
+        """Finish the record: the defense's extra summary, pool figures, time per phase, final weights."""
+        ctx = self.ctx
+        extra = self.spec.finish(ctx) if self.spec.finish else {}
+        self._take_snapshots()
+        metrics = self.record.metrics
+        last = next((m for m in reversed(metrics) if "acc" in m), None) or ctx.evaluate()
+        per_phase: dict[str, float] = {}
+        for m in metrics:  # 002 Table 3: time per stage
+            per_phase[f"seconds_{m['phase']}"] = round(per_phase.get(f"seconds_{m['phase']}", 0.0) + m["seconds"], 1)
+        summary = {"acc": last["acc"], "asr": last.get("asr"), "seconds": round(self.seconds, 1), "record": str(self.folder),
+                   "epochs": self.record.epochs, "phases": {p.name: p.epochs for p in self.phases},
+                   **self._pool_summary(), **per_phase, **(extra or {})}
+        self.record.summary = summary
+        self.record.status = "done"
+        # the weights whose ACC/ASR the summary reports: the weight average when there is one
+        ctx.save_weights("final", file="model.pt", model=ctx.average.model if ctx.average is not None else None)
+        self._take_snapshots()
+        self.record.save()
+        return summary
+
+    def _pool_summary(self) -> dict[str, Any]:
+        """Isolation figures over the run: the most poisoned samples ever in D_C (002 Tables 11-12) and the last pool's TPR/FPR."""
+        if "clean_pool" not in self.record.epoch_arrays:
+            return {}
+        is_poison = self.truth.is_poison
+        n_poison = int(is_poison.sum())
+        counts = [m["poison_in_pool"] for m in self.record.metrics if "poison_in_pool" in m]
+        flagged = ~self.record.epoch_array("clean_pool")  # D_P: what the defense treats as possibly poisoned
         return {
             "max_poison_in_clean_pool": max(counts) if counts else 0,
             "max_poison_fraction_in_clean_pool": max(counts) / n_poison if counts and n_poison else 0.0,
             "tpr": float((flagged & is_poison).sum() / max(1, n_poison)),
             "fpr": float((flagged & ~is_poison).sum() / max(1, int((~is_poison).sum()))),
         }
-
-    def save_weights(self, name: str, *, file: str | None = None, model: torch.nn.Module | None = None, **info: Any) -> None:
-        """Save the current weights (of ``model``, default the trained one) once as ``<name>.pt`` (or ``file``); the snapshot ``name`` points to it."""
-        file = file or f"{name}.pt"
-        save_atomic((model or self.model).state_dict(), self.folder / file)
-        self.record.snapshots.setdefault(name, {}).update(weights=file, **{k: torch.tensor(v) for k, v in info.items()})
-
-    def snapshot_losses(self, name: str, *, sce=None) -> None:
-        """Store CE and SCE losses (``sce``: the defense's own L1, default SCE α 0.1, β 1) of every training sample under f_θ as snapshot ``name``."""
-        from .engine import predict
-        from .losses import cross_entropy, sce_loss
-
-        logits = predict(self.model, self.x, normalize=self.normalize, batch_size=self.config.eval_batch_size)
-        y = self.y.to(logits.device)
-        self.record.snapshots.setdefault(name, {}).update(ce=cross_entropy(logits, y).half().cpu(), sce=(sce or sce_loss)(logits, y).half().cpu())
-
-    def evaluate(self) -> dict[str, float]:
-        """ACC on the clean test set and ASR on the triggered non-target test set, now."""
-        tx, ty, ax, ay = self._test
-        model = self.average.model if self.average is not None else self.model
-        return evaluate(model, tx, ty, ax, ay, normalize=self.normalize, batch_size=self.config.eval_batch_size)
-
-    def epochs(self) -> Iterator[int]:
-        """The resumable epoch loop: yields epoch numbers; after each, evaluates, records and checkpoints."""
-        start = self._resume()
-        bar = self._progress(start)
-        try:
-            for epoch in range(start, self.config.epochs):
-                self._pending = ({}, {})
-                t0 = time.perf_counter()
-                self.progress = bar
-                yield epoch
-                train_seconds = time.perf_counter() - t0
-                metrics = self.evaluate()
-                self.seconds += time.perf_counter() - t0
-                metrics.update(self._pending[0], seconds=round(time.perf_counter() - t0, 3), train_seconds=round(train_seconds, 3))
-                self.record.add_epoch(metrics, self._pending[1])
-                self.record.save()  # record first, then checkpoint: a crash between them only repeats an epoch
-                self._checkpoint(epoch + 1)
-                if bar is not None:
-                    bar.set_postfix(acc=f"{metrics['acc']:.3f}", asr=f"{metrics.get('asr', float('nan')):.3f}", refresh=False)
-        finally:
-            if bar is not None:
-                bar.close()
-
-    def _progress(self, start: int):
-        if self.quiet:
-            return None
-        from tqdm.auto import tqdm
-
-        c = self.config
-        return tqdm(total=(c.epochs - start) * getattr(self, "steps_per_epoch", 1), desc=f"{c.defense} vs {c.attack}", unit="step", leave=False)
-
-    def _checkpoint(self, finished_epochs: int) -> None:
-        save_atomic({
-            "epoch": finished_epochs,
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict() if self.optimizer else {},
-            "scheduler": self.scheduler.state_dict() if self.scheduler else {},
-            "state": self.state,
-            "average": self.average.model.state_dict() if self.average is not None else {},
-            "seconds": self.seconds,
-        }, self.folder / "checkpoint.pt")
-
-    def _resume(self) -> int:
-        ckpt_path = self.folder / "checkpoint.pt"
-        if not ckpt_path.exists() or not self.record.path.exists():
-            return 0
-        ckpt = load_checked(ckpt_path, required=("epoch", "model", "optimizer", "scheduler", "state"))
-        old = Record.load(self.record.path)
-        if old.epochs < ckpt["epoch"]:
-            raise RecordError(f"{self.record.path} holds {old.epochs} epochs but its checkpoint {ckpt['epoch']}; delete {self.folder} and run again.")
-        old.truncate(ckpt["epoch"])
-        old.arrays.update(self.record.arrays)
-        old.path = self.record.path
-        self.record = old
-        self.model.load_state_dict(ckpt["model"])
-        if self.optimizer is not None and ckpt["optimizer"]:
-            self.optimizer.load_state_dict(ckpt["optimizer"])
-        if self.scheduler is not None and ckpt["scheduler"]:
-            self.scheduler.load_state_dict(ckpt["scheduler"])
-        self.state.update(ckpt["state"])
-        if self.average is not None and ckpt.get("average"):
-            self.average.model.load_state_dict(ckpt["average"])
-        self.seconds = float(ckpt.get("seconds", 0.0))
-        return int(ckpt["epoch"])
-
-    def finish(self, extra: dict[str, Any]) -> dict[str, Any]:
-        """Mark the record done, save the final weights and return the summary."""
-        last = self.record.metrics[-1] if self.record.metrics else self.evaluate()
-        summary = {"acc": last["acc"], "asr": last.get("asr"), "seconds": round(self.seconds, 1),
-                   "record": str(self.folder), "epochs": self.record.epochs, **extra}
-        self.record.summary = summary
-        self.record.status = "done"
-        # the weights whose ACC/ASR the summary reports: the weight average when there is one
-        self.save_weights("final", file="model.pt", model=self.average.model if self.average is not None else None)
-        self.record.save()
-        return summary
 
 
 def run(config: RunConfig, *, root: Path | None = None, quiet: bool = False, force: bool = False) -> dict[str, Any]:
@@ -266,8 +274,6 @@ def run(config: RunConfig, *, root: Path | None = None, quiet: bool = False, for
     A finished record with the same config hash is reused unless ``force``; an interrupted
     one resumes from its last finished epoch.
     """
-    from .defenses import DEFENSES
-
     validate(config)
     folder = run_folder(config, root)
     if not force and (folder / "record.pt").exists():
@@ -278,5 +284,4 @@ def run(config: RunConfig, *, root: Path | None = None, quiet: bool = False, for
     if force and folder.exists():
         for path in folder.glob("*.pt"):
             path.unlink()
-    extra = DEFENSES[config.defense].run(r) or {}
-    return r.finish(extra)
+    return r.execute()

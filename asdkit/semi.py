@@ -15,9 +15,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .engine import Normalizer, augment, autocast
+from .engine import Images, Objective, Terms, train_steps
 
-__all__ = ["MixMatchConfig", "sharpen", "mixmatch_loss", "mixmatch_epoch", "SEMI_METHODS", "PoolSampler"]
+__all__ = ["MixMatchConfig", "sharpen", "mixmatch_loss", "mixmatch_epoch", "mixmatch_objective", "SEMI_METHODS", "PoolSampler"]
 
 
 @dataclass(frozen=True)
@@ -71,64 +71,64 @@ class PoolSampler:
         return batch
 
 
-def mixmatch_epoch(model: nn.Module, x: torch.Tensor, y: torch.Tensor, clean_pool: torch.Tensor, optimizer: torch.optim.Optimizer,
-                   *, num_classes: int, epoch: int, config: MixMatchConfig, normalize: Normalizer, generator: torch.Generator,
-                   pad: int = 2, flip: bool = False, scheduler=None, average=None, progress=None) -> dict[str, float]:
-    """One epoch of MixMatch: D_C = ``x[clean_pool]`` with labels, D_P = the rest without (002 Eq. 2).
+def mixmatch_objective(data: Images, *, config: MixMatchConfig, epoch: int, generator: torch.Generator) -> Objective:
+    """MixMatch's step as an objective of the one loop: a batch is (iteration, labelled indices, unlabelled indices).
 
-    ``clean_pool`` is a boolean mask over the training set. Label guessing averages the
-    softmax of K = 2 augmented views (model in train mode, no gradient, as in the
-    authors' code) and sharpens it; one MixUp with λ' = max(λ, 1 − λ) mixes the
-    concatenated [labelled, view 1, view 2] batch with a random permutation of itself;
-    the mixed batch goes through the model in a single forward pass, so every BatchNorm
-    batch holds labelled and unlabelled samples together (what the reference code's
-    "interleave" achieves with three passes). ``average`` (a ``WeightAverage``) is updated
-    after every step when given. Returns the epoch means of L, L_x, L_u and the λ_u weight.
+    Label guessing averages the softmax of K = 2 augmented views (model in train mode, no
+    gradient, as in the authors' code) and sharpens it; one MixUp with λ' = max(λ, 1 − λ)
+    mixes the concatenated [labelled, view 1, view 2] batch with a random permutation of
+    itself; the mixed batch goes through the model in a single forward pass, so every
+    BatchNorm batch holds labelled and unlabelled samples together (what the reference
+    code's "interleave" achieves with three passes). Rows: b labelled (soft-target CE,
+    weight 1/b) and 2b unlabelled (squared error averaged over classes, weight λ_u/2b),
+    so Σ weight·loss = L_x + λ_u·L_u (:func:`mixmatch_loss`).
     """
-    device = x.device
+    b = config.batch_size
+    mixup_rng = np.random.default_rng(int(torch.randint(0, 2**62, (1,), generator=generator)))
+
+    def objective(model: nn.Module, batch: tuple[int, torch.Tensor, torch.Tensor]) -> Terms:
+        it, il, iu = batch
+        il, iu = il.to(data.device), iu.to(data.device)
+        xl = data.view(il, generator)
+        u1, u2 = data.view(iu, generator), data.view(iu, generator)
+        with torch.no_grad():
+            p = (F.softmax(model(u1).float(), dim=1) + F.softmax(model(u2).float(), dim=1)) / 2
+            targets_u = sharpen(p, config.temperature)
+        targets_x = F.one_hot(data.y[il], data.num_classes).float()
+        all_x, all_t = torch.cat([xl, u1, u2]), torch.cat([targets_x, targets_u, targets_u])
+        lam = float(mixup_rng.beta(config.alpha, config.alpha))
+        lam = max(lam, 1 - lam)
+        perm = torch.randperm(len(all_x), generator=generator).to(data.device)
+        mixed_x = lam * all_x + (1 - lam) * all_x[perm]
+        mixed_t = lam * all_t + (1 - lam) * all_t[perm]
+        logits = model(mixed_x).float()
+        weight_u = config.lambda_u * min(1.0, (epoch + it / config.iterations) / config.rampup_epochs)
+        lx = -(F.log_softmax(logits[:b], dim=1) * mixed_t[:b]).sum(dim=1)
+        lu = ((F.softmax(logits[b:], dim=1) - mixed_t[b:]) ** 2).mean(dim=1)
+        weight = torch.cat([torch.full((b,), 1.0 / b, device=data.device), torch.full((len(lu),), weight_u / len(lu), device=data.device)])
+        return Terms(torch.cat([lx, lu]), weight, logs={"loss_x": lx.detach().mean(), "loss_u": lu.detach().mean(), "weight_u": weight_u})
+
+    return objective
+
+
+def mixmatch_epoch(model: nn.Module, data: Images, clean_pool: torch.Tensor, optimizer: torch.optim.Optimizer, *, epoch: int,
+                   config: MixMatchConfig, generator: torch.Generator, scheduler=None, average=None, progress=None) -> dict[str, float]:
+    """One epoch of MixMatch: D_C = ``data[clean_pool]`` with labels, D_P = the rest without (002 Eq. 2).
+
+    ``clean_pool`` is a boolean mask over the training set; ``config.iterations`` steps of
+    :func:`mixmatch_objective` through the one loop. Returns the epoch means of L, L_x, L_u
+    and the λ_u weight.
+    """
     labelled = clean_pool.nonzero().squeeze(1)
     unlabelled = (~clean_pool).nonzero().squeeze(1)
     if len(labelled) == 0 or len(unlabelled) == 0:
         raise ValueError(f"MixMatch needs both pools non-empty; got |D_C| = {len(labelled)}, |D_P| = {len(unlabelled)}")
     lab = PoolSampler(labelled, config.batch_size, generator)
     unl = PoolSampler(unlabelled, config.batch_size, generator)
-    mixup_rng = np.random.default_rng(int(torch.randint(0, 2**62, (1,), generator=generator)))
-    model.train()
-    totals = torch.zeros(4)
-    b = config.batch_size
-    for it in range(config.iterations):
-        il, iu = lab.next().to(device), unl.next().to(device)
-        xl = normalize(augment(x[il], pad=pad, flip=flip, generator=generator))
-        xu = x[iu]
-        u1 = normalize(augment(xu, pad=pad, flip=flip, generator=generator))
-        u2 = normalize(augment(xu, pad=pad, flip=flip, generator=generator))
-        with torch.no_grad(), autocast(device):
-            p = (F.softmax(model(u1).float(), dim=1) + F.softmax(model(u2).float(), dim=1)) / 2
-            targets_u = sharpen(p, config.temperature)
-        targets_x = F.one_hot(y[il], num_classes).float()
-        all_x = torch.cat([xl, u1, u2])
-        all_t = torch.cat([targets_x, targets_u, targets_u])
-        lam = float(mixup_rng.beta(config.alpha, config.alpha))
-        lam = max(lam, 1 - lam)
-        perm = torch.randperm(len(all_x), generator=generator).to(device)
-        mixed_x = lam * all_x + (1 - lam) * all_x[perm]
-        mixed_t = lam * all_t + (1 - lam) * all_t[perm]
-        with autocast(device):
-            logits = model(mixed_x)
-        weight_u = config.lambda_u * min(1.0, (epoch + it / config.iterations) / config.rampup_epochs)
-        loss, lx, lu = mixmatch_loss(logits[:b], mixed_t[:b], logits[b:], mixed_t[b:], weight_u)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        if scheduler is not None:
-            scheduler.step()
-        if average is not None:
-            average.update(model)
-        totals += torch.tensor([loss.item(), lx.item(), lu.item(), weight_u])
-        if progress is not None:
-            progress.update(1)
-    totals /= max(1, config.iterations)
-    return {"loss": totals[0].item(), "loss_x": totals[1].item(), "loss_u": totals[2].item(), "weight_u": totals[3].item()}
+    steps = ((it, lab.next(), unl.next()) for it in range(config.iterations))
+    result = train_steps(model, steps, mixmatch_objective(data, config=config, epoch=epoch, generator=generator), optimizer,
+                         scheduler=scheduler, average=average, progress=progress)
+    return {"loss": result.loss, **result.logs}
 
 
 # The semi-supervised methods of 002 Table 4. UDA and ReMixMatch plug in here with the same signature.

@@ -1,24 +1,26 @@
 """No defense: plain supervised training on the whole poisoned set (the papers' "No Defense" column)."""
 from __future__ import annotations
 
-from ..engine import epoch_generator, train_epoch
+from ..phases import Optim, Phase
 from . import DefenseSpec
 
 
-def run_none(run) -> dict:
-    """Train on every sample with its observed label; record per-sample training losses each epoch."""
-    c = run.config
-    n = len(run.all_index)
-    run.make_optimizer(steps_per_epoch=-(-n // c.batch_size))
-    for epoch in run.epochs():
-        result = train_epoch(run.model, run.x, run.y, run.all_index, run.optimizer, normalize=run.normalize,
-                             generator=epoch_generator(c.seed, epoch), batch_size=c.batch_size, pad=c.pad,
-                             flip=run.train.data.hflip, scheduler=run.scheduler, progress=run.progress)
-        per_sample = result.sample_loss.new_empty(n)
-        per_sample[result.index] = result.sample_loss
-        run.log(loss=result.loss, arrays={"train_loss": per_sample})
-    run.snapshot_losses("final")
+def train(ctx, epoch: int) -> dict:
+    """One epoch on every sample with its observed label; per-sample training losses go to the record."""
+    result = ctx.train_epoch(epoch=epoch)
+    ctx.log(arrays={"train_loss": result.per_sample(ctx.n)})
+    return {"loss": result.loss}
+
+
+def plan_none(ctx) -> list[Phase]:
+    """One phase: the run's epochs (what the budget buys on this data set) of the config's optimiser and schedule."""
+    steps = -(-ctx.n // ctx.config.batch_size)
+    return [Phase("train", ctx.epochs, steps, train, Optim.from_config(ctx.config))]
+
+
+def finish(ctx) -> dict:
+    ctx.snapshot_losses("final")
     return {}
 
 
-SPEC = DefenseSpec(name="none", run=run_none, summary="no defense: supervised training on the poisoned set")
+SPEC = DefenseSpec(name="none", plan=plan_none, finish=finish, summary="no defense: supervised training on the poisoned set")

@@ -1,0 +1,160 @@
+"""What a defense sees (DESIGN layer 6): the training set without ground truth, trusted seeds, the model, the engine's verbs.
+
+A :class:`Context` is handed to every phase of a defense. It holds the poisoned training
+set only as :class:`~asdkit.engine.Images` (images and *observed* labels), the clean seed
+samples the runner drew for it (the defender's trusted data, 002 Section 4.1), the model,
+the current phase's optimiser, scheduler and progress bar, a ``state`` dict that survives a
+resume, and verbs: score, train an epoch, evaluate, log, named random streams, snapshots.
+It never holds the runner, the record or the :class:`~asdkit.attacks.PoisonedSet`: which
+samples are poisoned, and their true labels, are out of a defense's reach (tested). Pool
+statistics that need the ground truth (poisoned samples in D_C, TPR, FPR) are computed by
+the runner from the pool mask a defense logs with :meth:`Context.log_pool`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .config import RunConfig
+from .engine import EpochResult, Images, WeightAverage, evaluate, predict, score, stream, train_epoch
+from .options import Options
+
+__all__ = ["Context", "Evaluator"]
+
+
+@dataclass(frozen=True)
+class Evaluator:
+    """The test side of a run: clean test images and the triggered non-target test set (ACC and ASR)."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    asr_x: torch.Tensor
+    asr_y: torch.Tensor
+    normalize: Any
+    batch_size: int
+
+    def __call__(self, model: nn.Module) -> dict[str, Any]:
+        return evaluate(model, self.x, self.y, self.asr_x, self.asr_y, normalize=self.normalize, batch_size=self.batch_size)
+
+
+@dataclass
+class Context:
+    """The narrow, typed view of a run that a defense's phases receive (see the module docstring)."""
+
+    config: RunConfig
+    options: Options
+    data: Images  # the poisoned training set: images and observed labels, resident on the device
+    seeds: torch.Tensor  # indices of the trusted seed samples the runner drew (empty when the defense asks for none)
+    model: nn.Module
+    epochs: int  # epochs of supervised training this run resolved (config.epochs, or what the budget buys)
+    evaluator: Evaluator
+    folder: Path
+    state: dict[str, Any] = field(default_factory=dict)  # defense state that must survive a resume (tensors, numbers)
+    average: WeightAverage | None = None  # an evaluation copy (ACC/ASR are measured on it when set)
+    # set by the runner for the phase being run
+    phase: str = ""
+    optimizer: torch.optim.Optimizer | None = None
+    scheduler: Any = None
+    progress: Any = None
+    # what this epoch logged, collected by the runner after each epoch
+    pending: dict[str, Any] = field(default_factory=dict)
+    pending_arrays: dict[str, torch.Tensor] = field(default_factory=dict)
+    pending_snapshots: dict[str, dict[str, Any]] = field(default_factory=dict)
+    pool_score: torch.Tensor | None = None
+
+    # -- facts about the data --------------------------------------------------------------
+    @property
+    def n(self) -> int:
+        return len(self.data)
+
+    @property
+    def num_classes(self) -> int:
+        return self.data.num_classes
+
+    @property
+    def labels(self) -> torch.Tensor:
+        """Observed labels of the training set, on the CPU."""
+        return self.data.y.cpu()
+
+    @property
+    def device(self) -> torch.device:
+        return self.data.device
+
+    # -- randomness -----------------------------------------------------------------------
+    def stream(self, purpose: str, *parts: object) -> torch.Generator:
+        """The random stream (seed, phase, purpose, parts...): e.g. ``ctx.stream("batches", epoch)``."""
+        return stream(self.config.seed, self.phase, purpose, *parts)
+
+    # -- engine verbs ----------------------------------------------------------------------
+    def score(self, loss_fn, model: nn.Module | None = None, data: Images | None = None) -> torch.Tensor:
+        """Per-sample loss of every training sample (observed label) under ``model`` (default the trained one), eval mode."""
+        d = data or self.data
+        return score(model or self.model, d.x, d.y, loss_fn, normalize=d.normalize, batch_size=self.config.eval_batch_size)
+
+    def predict(self, model: nn.Module | None = None, *, features: bool = False) -> torch.Tensor:
+        """Logits (or backbone features) of every training image, eval mode."""
+        return predict(model or self.model, self.data.x, normalize=self.data.normalize, batch_size=self.config.eval_batch_size,
+                       features=features)
+
+    def train_epoch(self, index: torch.Tensor | None = None, *, loss_fn=None, weight: torch.Tensor | None = None,
+                    generator: torch.Generator | None = None, batch_size: int | None = None, model: nn.Module | None = None,
+                    optimizer: torch.optim.Optimizer | None = None, data: Images | None = None, epoch: int = 0) -> EpochResult:
+        """One supervised epoch over ``index`` (default all) with this phase's optimiser, scheduler and progress bar.
+
+        Given another ``model`` and ``optimizer`` (the virtual model), it trains those,
+        without the phase's scheduler and progress bar.
+        """
+        own = model is None
+        return train_epoch(model or self.model, data or self.data, torch.arange(self.n) if index is None else index,
+                           optimizer or self.optimizer, generator=generator or self.stream("batches", epoch),
+                           batch_size=batch_size or self.config.batch_size, loss_fn=loss_fn, weight=weight,
+                           scheduler=self.scheduler if own else None, average=self.average if own else None,
+                           progress=self.progress if own else None)
+
+    def evaluate(self, model: nn.Module | None = None) -> dict[str, Any]:
+        """ACC and ASR now, of ``model`` (default: the weight average if kept, else the trained model)."""
+        return self.evaluator(model or (self.average.model if self.average is not None else self.model))
+
+    # -- what a defense writes -------------------------------------------------------------
+    def log(self, arrays: dict[str, torch.Tensor] | None = None, **metrics: Any) -> None:
+        """Add scalar metrics and per-sample arrays to the epoch being run."""
+        self.pending.update(metrics)
+        self.pending_arrays.update(arrays or {})
+
+    def log_pool(self, clean_pool: torch.Tensor, *, score: torch.Tensor | None = None) -> None:
+        """Record this epoch's clean pool D_C (a bool mask over the training set).
+
+        The runner adds what the ground truth says of it (poisoned samples in D_C, clean-hard
+        samples in D_C, where clean-hard are the clean samples of largest ``score``).
+        """
+        self.pool_score = None if score is None else score.detach().float().cpu()
+        self.log(arrays={"clean_pool": clean_pool.detach().cpu().clone()}, pool_size=int(clean_pool.sum()),
+                 pool_per_class=torch.bincount(self.labels[clean_pool.cpu()], minlength=self.num_classes).tolist())
+
+    def snapshot(self, name: str, **values: Any) -> None:
+        """Store tensors or numbers under the record's snapshot ``name`` (what a figure needs at a named moment)."""
+        self.pending_snapshots.setdefault(name, {}).update(values)
+
+    def save_weights(self, name: str, *, model: nn.Module | None = None, file: str | None = None, **info: Any) -> None:
+        """Save weights (default the trained model's) once as ``<name>.pt``; the snapshot ``name`` points to the file."""
+        from .records import save_atomic
+
+        file = file or f"{name}.pt"
+        save_atomic((model or self.model).state_dict(), self.folder / file)
+        self.snapshot(name, weights=file, **{k: torch.tensor(v) for k, v in info.items()})
+
+    def snapshot_losses(self, name: str, *, sce=None) -> None:
+        """Store CE and SCE losses (``sce``: the defense's own L1, default SCE α 0.1, β 1) of every training sample as snapshot ``name``."""
+        from .losses import cross_entropy, sce_loss
+
+        logits = self.predict()
+        y = self.data.y.to(logits.device)
+        self.snapshot(name, ce=cross_entropy(logits, y).half().cpu(), sce=(sce or sce_loss)(logits, y).half().cpu())
+
+    def keep_average(self, decay: float) -> None:
+        """Keep an exponential moving average of the weights (MixMatch's evaluation model); ACC/ASR are then measured on it."""
+        self.average = WeightAverage(self.model, decay)

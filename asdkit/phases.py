@@ -1,0 +1,134 @@
+"""Phases: a defense is a short schedule of named phases, declared as data (the fastai ``fine_tune`` shape).
+
+A :class:`Phase` says what one stretch of training is: its name, its epochs, the optimiser
+steps an epoch takes, which modules train (all, the head, the last k layer groups), the
+optimiser and lr schedule (:class:`Optim`), and the function that runs one epoch. Phases
+that name the same ``optimizer`` key share one optimiser and one lr schedule spanning all
+their epochs (ASD's three stages); every other phase has its own. The runner resumes at
+(phase, epoch) with every optimiser's and scheduler's state.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable
+
+import torch
+from torch import nn
+
+from .models import last_layers, train_only, unfreeze
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .context import Context
+
+__all__ = ["Optim", "Phase", "lr_factor", "trainable_modules", "build_optimizers"]
+
+
+def lr_factor(schedule: str, t: float, epochs: float, milestones: tuple = ()) -> float:
+    """Learning-rate multiplier at fractional epoch ``t``: one-cycle (linear up for 20%, down to 0), multistep (/10 at each milestone) or constant."""
+    if schedule == "onecycle":
+        peak = 0.2 * epochs
+        return t / peak if t < peak else max(0.0, (epochs - t) / (epochs - peak))
+    if schedule == "multistep":
+        return 0.1 ** sum(t >= m for m in milestones)
+    return 1.0
+
+
+@dataclass(frozen=True)
+class Optim:
+    """An optimiser and its lr schedule: Adam or SGD, peak lr, momentum (SGD), weight decay, schedule, milestones (epochs)."""
+
+    name: str = "adam"
+    lr: float = 1e-3
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    schedule: str = "constant"
+    milestones: tuple = ()
+
+    @classmethod
+    def from_config(cls, config: Any) -> "Optim":
+        """The run config's optimiser (``optimizer``, ``lr``, ``momentum``, ``weight_decay``, ``schedule``, ``milestones``)."""
+        return cls(config.optimizer, config.lr, config.momentum, config.weight_decay, config.schedule, tuple(config.milestones))
+
+    def build(self, params: list[nn.Parameter]) -> torch.optim.Optimizer:
+        if self.name == "sgd":
+            return torch.optim.SGD(params, lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay)
+        if self.name == "adam":
+            return torch.optim.Adam(params, lr=self.lr, weight_decay=self.weight_decay)
+        raise ValueError(f"The 'name' parameter of Optim must be 'adam' or 'sgd'. Got {self.name!r} instead.")
+
+
+EpochFn = Callable[["Context", int], "dict[str, Any] | None"]
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One named stretch of a defense's schedule.
+
+    ``run(ctx, epoch)`` trains one epoch (with ``ctx.optimizer``, ``ctx.scheduler``,
+    ``ctx.progress``) and may return metrics; ``epoch`` counts from ``first_epoch``.
+    ``steps`` is the number of optimiser steps one epoch takes (the progress bar and the lr
+    schedule). ``train`` says which modules the optimiser holds: ``"all"``, ``"head"`` (the
+    linear layer; the rest frozen with its BatchNorm statistics) or ``"last:K"`` (the last K
+    layer groups). ``evaluate``: measure ACC/ASR after every epoch (the record's curves).
+    """
+
+    name: str
+    epochs: int
+    steps: int
+    run: EpochFn
+    optim: Optim
+    optimizer: str = ""  # key of a shared optimiser; "" = this phase's own
+    train: str = "all"
+    first_epoch: int = 0
+    evaluate: bool = True
+
+    @property
+    def key(self) -> str:
+        return self.optimizer or f"phase:{self.name}"
+
+
+def trainable_modules(model: nn.Module, train: str) -> list[nn.Module] | None:
+    """The modules a phase trains: None for all, ``[model.linear]`` for "head", the last K groups for "last:K"."""
+    if train == "all":
+        return None
+    if train == "head":
+        return [model.linear]
+    if train.startswith("last:") and train[5:].isdigit():
+        return last_layers(model, int(train[5:]))
+    raise ValueError(f"The 'train' parameter of Phase must be 'all', 'head' or 'last:K'. Got {train!r} instead.")
+
+
+def select(model: nn.Module, train: str) -> list[nn.Parameter]:
+    """Make ``model`` train only what ``train`` names (BatchNorm statistics of the rest frozen); return those parameters."""
+    modules = trainable_modules(model, train)
+    return unfreeze(model) if modules is None else train_only(model, modules)
+
+
+def build_optimizers(model: nn.Module, phases: list[Phase]) -> dict[str, tuple[torch.optim.Optimizer, Any]]:
+    """One optimiser and lr scheduler per key; a shared key's schedule spans all its phases' epochs."""
+    groups: dict[str, list[Phase]] = {}
+    for p in phases:
+        groups.setdefault(p.key, []).append(p)
+    out = {}
+    for key, members in groups.items():
+        first = members[0]
+        if any(m.optim != first.optim or m.train != first.train for m in members):
+            raise ValueError(f"Phases sharing the optimiser {key!r} must declare the same Optim and train; got {[m.name for m in members]}.")
+        params = select(model, first.train)
+        opt = first.optim.build(params)
+        segments = [(m.steps, m.epochs) for m in members]
+        total = float(sum(e for _, e in segments))
+        o = first.optim
+
+        def factor(step: int, segments=segments, total=total, o=o) -> float:
+            t, left = 0.0, step + 1  # the factor after this step: the schedule at the step's end
+            for steps, epochs in segments:
+                span = max(1, steps) * epochs
+                if left <= span:
+                    return lr_factor(o.schedule, t + left / max(1, steps), total, o.milestones)
+                t, left = t + epochs, left - span
+            return lr_factor(o.schedule, total, total, o.milestones)
+
+        out[key] = (opt, torch.optim.lr_scheduler.LambdaLR(opt, factor))
+    unfreeze(model)
+    return out
