@@ -11,7 +11,6 @@ epochs follows from the size of the data set (:func:`resolve_epochs`).
 from __future__ import annotations
 
 import ast
-import functools
 import hashlib
 import json
 import re
@@ -87,7 +86,6 @@ def _is_dict(v: Any) -> bool:
     return isinstance(v, dict) and all(isinstance(k, str) for k in v)
 
 
-@functools.lru_cache(maxsize=1)
 def config_fields() -> tuple[Option, ...]:
     """The declared config fields: what each accepts, its default per scale and what it means.
 

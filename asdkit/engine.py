@@ -195,7 +195,7 @@ Objective = Callable[[nn.Module, Any], Terms]  # (model, one batch description) 
 
 @dataclass
 class EpochResult:
-    """What a run of steps produced: mean step loss, per-sample losses (aligned with ``index``), logged means, steps, seconds."""
+    """What a run of steps produced: mean loss (per sample where rows are samples, else per step), per-sample losses (aligned with ``index``), logged means, steps, seconds."""
 
     loss: float
     index: torch.Tensor
@@ -259,7 +259,9 @@ def train_steps(model: nn.Module, batches: Iterable[Any], objective: Objective, 
     order_t = torch.cat(order) if order else torch.zeros(0, dtype=torch.long)
     loss_t = torch.cat(losses).cpu() if losses else torch.zeros(0)
     means = {k: float(v) / max(1, steps) for k, v in logs.items()}
-    return EpochResult(float(total) / steps if steps else float("nan"), order_t, loss_t, means, steps, time.perf_counter() - start)
+    # the epoch's loss: the mean per-sample loss where rows are samples, else the mean step loss
+    mean = float(loss_t.mean()) if len(loss_t) else float(total) / steps if steps else float("nan")
+    return EpochResult(mean, order_t, loss_t, means, steps, time.perf_counter() - start)
 
 
 def supervised(data: Images, loss_fn: LossFn | None = None, *, generator: torch.Generator,

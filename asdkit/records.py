@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from ._io import save_atomic
 
 __all__ = ["Record", "RecordError", "save_atomic", "load_checked", "runs_dir", "FORMAT"]
 
@@ -38,24 +39,6 @@ class RecordError(ValueError):
 def runs_dir() -> Path:
     """Where runs are stored: ``$ASDKIT_RUNS`` or ``./runs``."""
     return Path(os.environ.get("ASDKIT_RUNS", "runs"))
-
-
-def save_atomic(obj: Any, path: Path) -> None:
-    """``torch.save`` to a temporary file beside ``path``, then move it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes it 0600; records are meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def load_checked(path: Path, *, required: tuple[str, ...] = ()) -> dict:

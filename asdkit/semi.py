@@ -17,7 +17,7 @@ from torch import nn
 
 from .engine import Images, Objective, Terms, train_steps
 
-__all__ = ["MixMatchConfig", "sharpen", "mixmatch_loss", "mixmatch_epoch", "mixmatch_objective", "SEMI_METHODS", "PoolSampler"]
+__all__ = ["MixMatchConfig", "sharpen", "mixmatch_loss", "mixmatch_epoch", "mixmatch_objective", "mixmatch_rows", "SEMI_METHODS", "PoolSampler"]
 
 
 @dataclass(frozen=True)
@@ -48,6 +48,19 @@ def mixmatch_loss(logits_x: torch.Tensor, targets_x: torch.Tensor, logits_u: tor
     lx = -(F.log_softmax(logits_x.float(), dim=1) * targets_x).sum(dim=1).mean()
     lu = ((F.softmax(logits_u.float(), dim=1) - targets_u) ** 2).mean()
     return lx + weight_u * lu, lx, lu
+
+
+def mixmatch_rows(logits: torch.Tensor, targets: torch.Tensor, b: int, weight_u: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`mixmatch_loss` as rows and weights for the one loop: Σ weight·row = L_x + w·L_u.
+
+    The first ``b`` rows are labelled (soft-target CE, weight 1/b); the rest unlabelled
+    (squared error averaged over classes, weight w / their number).
+    """
+    logits = logits.float()
+    lx = -(F.log_softmax(logits[:b], dim=1) * targets[:b]).sum(dim=1)
+    lu = ((F.softmax(logits[b:], dim=1) - targets[b:]) ** 2).mean(dim=1)
+    weight = torch.cat([torch.full((b,), 1.0 / b, device=logits.device), torch.full((len(lu),), weight_u / max(1, len(lu)), device=logits.device)])
+    return torch.cat([lx, lu]), weight
 
 
 class PoolSampler:
@@ -101,12 +114,9 @@ def mixmatch_objective(data: Images, *, config: MixMatchConfig, epoch: int, gene
         perm = torch.randperm(len(all_x), generator=generator).to(data.device)
         mixed_x = lam * all_x + (1 - lam) * all_x[perm]
         mixed_t = lam * all_t + (1 - lam) * all_t[perm]
-        logits = model(mixed_x).float()
         weight_u = config.lambda_u * min(1.0, (epoch + it / config.iterations) / config.rampup_epochs)
-        lx = -(F.log_softmax(logits[:b], dim=1) * mixed_t[:b]).sum(dim=1)
-        lu = ((F.softmax(logits[b:], dim=1) - mixed_t[b:]) ** 2).mean(dim=1)
-        weight = torch.cat([torch.full((b,), 1.0 / b, device=data.device), torch.full((len(lu),), weight_u / len(lu), device=data.device)])
-        return Terms(torch.cat([lx, lu]), weight, logs={"loss_x": lx.detach().mean(), "loss_u": lu.detach().mean(), "weight_u": weight_u})
+        rows, weight = mixmatch_rows(model(mixed_x), mixed_t, b, weight_u)
+        return Terms(rows, weight, logs={"loss_x": rows[:b].detach().mean(), "loss_u": rows[b:].detach().mean(), "weight_u": weight_u})
 
     return objective
 

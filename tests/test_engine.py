@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from asdkit.engine import Normalizer, augment, epoch_generator, evaluate, resolve_device, score, train_epoch
+from asdkit.engine import Images, Normalizer, augment, evaluate, resolve_device, score, stream, train_epoch
 from asdkit.losses import cross_entropy, sce_loss
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -221,8 +221,9 @@ def test_train_epoch_per_sample_losses_are_aligned_with_index():
     def loss_fn(logits, t):
         return t.float() + 0.0 * logits.sum(1)
 
-    res = train_epoch(model, x, y, index, opt, normalize=Normalizer((0.5,), (0.25,), CPU, channels_last=False),
-                      generator=torch.Generator().manual_seed(0), batch_size=6, pad=1, loss_fn=loss_fn, scheduler=sched)
+    data = Images(x, y, Normalizer((0.5,), (0.25,), CPU, channels_last=False), num_classes=3, pad=1)
+    res = train_epoch(model, data, index, opt, generator=torch.Generator().manual_seed(0), batch_size=6, loss_fn=loss_fn,
+                      scheduler=sched)
     assert len(res.index) == len(index) == len(res.sample_loss)
     assert sorted(res.index.tolist()) == sorted(index.tolist())
     assert not torch.equal(res.index, index)  # shuffled by the generator
@@ -242,15 +243,50 @@ def test_train_epoch_learns_an_easy_problem():
     model = Tiny(cin=1, classes=2)
     opt = torch.optim.Adam(model.parameters(), lr=0.02)
     norm = Normalizer((0.4,), (0.3,), CPU)
-    losses = [train_epoch(model, x, y, torch.arange(n), opt, normalize=norm, generator=epoch_generator(0, e),
-                          batch_size=16, pad=0).loss for e in range(6)]
+    data = Images(x, y, norm, num_classes=2, pad=0)
+    losses = [train_epoch(model, data, torch.arange(n), opt, generator=stream(0, "batches", e), batch_size=16).loss
+              for e in range(6)]
     assert losses[-1] < 0.5 * losses[0], losses
     acc = (score(model, x, y, lambda lo, t: (lo.argmax(1) == t).float(), normalize=norm)).mean()
     assert acc == 1.0
 
 
-def test_epoch_generators_differ_by_epoch_and_stream_and_repeat():
-    a = torch.randint(0, 10**9, (4,), generator=epoch_generator(0, 1))
-    assert torch.equal(a, torch.randint(0, 10**9, (4,), generator=epoch_generator(0, 1)))
-    for other in (epoch_generator(0, 2), epoch_generator(1, 1), epoch_generator(0, 1, stream=1)):
+def test_named_streams_differ_by_every_name_and_repeat():
+    a = torch.randint(0, 10**9, (4,), generator=stream(0, "stage3", "virtual model", 1, 0))
+    assert torch.equal(a, torch.randint(0, 10**9, (4,), generator=stream(0, "stage3", "virtual model", 1, 0)))
+    for other in (stream(1, "stage3", "virtual model", 1, 0), stream(0, "stage2", "virtual model", 1, 0),
+                  stream(0, "stage3", "mixmatch", 1, 0), stream(0, "stage3", "virtual model", 2, 0),
+                  stream(0, "stage3", "virtual model", 1, 1)):
         assert not torch.equal(a, torch.randint(0, 10**9, (4,), generator=other))
+
+
+def test_meta_epoch_streams_never_collide_with_other_purposes():
+    """The old numbered streams (2 + e for the virtual model's e-th epoch, 3, 4) collided once meta_epochs >= 2."""
+    draws = {}
+    for purpose in ("mixmatch", "virtual model", "batches"):
+        for e in range(4):
+            for j in range(4):
+                draws[(purpose, e, j)] = tuple(torch.randint(0, 2**62, (2,), generator=stream(0, "stage3", purpose, e, j)).tolist())
+    assert len(set(draws.values())) == len(draws)
+
+
+def test_weights_scale_each_sample_loss_descend_ascend_skip():
+    """weight +1 descends, -1 ascends, 0 skips: one step of SGD on a linear model moves the loss of each accordingly."""
+    torch.manual_seed(0)
+    n = 6
+    x = torch.randint(0, 256, (n, 1, 4, 4), dtype=torch.uint8)
+    y = torch.arange(n) % 2
+    norm = Normalizer((0.5,), (0.25,), CPU, channels_last=False)
+    data = Images(x, y, norm, num_classes=2, pad=0)
+
+    def one_step(weight):
+        torch.manual_seed(1)
+        model = nn.Sequential(nn.Flatten(), nn.Linear(16, 2))
+        before = score(model, x, y, cross_entropy, normalize=norm)
+        train_epoch(model, data, torch.tensor([0]), torch.optim.SGD(model.parameters(), lr=0.5), generator=torch.Generator(),
+                    batch_size=1, weight=weight)
+        return score(model, x, y, cross_entropy, normalize=norm)[0] - before[0]
+
+    assert one_step(torch.ones(n)) < 0
+    assert one_step(-torch.ones(n)) > 0
+    assert one_step(torch.zeros(n)) == 0

@@ -8,8 +8,8 @@ import torch
 from torch import nn
 
 import asdkit.semi as semi
-from asdkit.engine import Normalizer
-from asdkit.semi import MixMatchConfig, PoolSampler, mixmatch_epoch, mixmatch_loss, sharpen
+from asdkit.engine import Images, Normalizer
+from asdkit.semi import MixMatchConfig, PoolSampler, mixmatch_epoch, mixmatch_loss, mixmatch_rows, sharpen
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -168,8 +168,8 @@ def run_epoch(model, x, y, clean, *, epoch=0, seed=0, config=None, optimizer=Non
     config = config or MixMatchConfig(iterations=6, batch_size=4, rampup_epochs=10.0)
     optimizer = optimizer or torch.optim.SGD(model.parameters(), lr=0.05)
     normalize = Normalizer([0.5], [0.25], torch.device("cpu"), channels_last=False)
-    return mixmatch_epoch(model, x, y, clean, optimizer, num_classes=C, epoch=epoch, config=config, normalize=normalize,
-                          generator=torch.Generator().manual_seed(seed), pad=1)
+    data = Images(x, y, normalize, C, pad=1)
+    return mixmatch_epoch(model, data, clean, optimizer, epoch=epoch, config=config, generator=torch.Generator().manual_seed(seed))
 
 
 def test_mixmatch_epoch_takes_exactly_the_requested_optimiser_steps():
@@ -212,13 +212,13 @@ def test_mixmatch_epoch_empty_pool_is_a_value_error(which):
 
 
 def test_mixmatch_epoch_ramps_lambda_u_linearly(monkeypatch):
-    seen, real = [], semi.mixmatch_loss
+    seen, real = [], semi.mixmatch_rows
 
-    def spy(logits_x, targets_x, logits_u, targets_u, weight_u):
-        seen.append((weight_u, len(logits_x), len(logits_u)))
-        return real(logits_x, targets_x, logits_u, targets_u, weight_u)
+    def spy(logits, targets, b, weight_u):
+        seen.append((weight_u, b, len(logits) - b))
+        return real(logits, targets, b, weight_u)
 
-    monkeypatch.setattr(semi, "mixmatch_loss", spy)
+    monkeypatch.setattr(semi, "mixmatch_rows", spy)
     x, y, clean = tiny_problem()
     config = MixMatchConfig(iterations=4, batch_size=4, lambda_u=15.0, rampup_epochs=10.0)
     stats = run_epoch(tiny_model(), x, y, clean, epoch=2, config=config)
@@ -261,3 +261,16 @@ def test_mixmatch_epoch_learns_the_labelled_pool():
     with torch.no_grad():
         acc = (model(normalize(x)).argmax(1) == y).float().mean().item()
     assert acc > 0.9
+
+
+def test_mixmatch_rows_weighted_sum_is_the_mixmatch_loss():
+    """The one loop descends on Σ weight·row; for MixMatch's rows that is exactly L_x + w·L_u."""
+    g = torch.Generator().manual_seed(0)
+    b, classes = 5, 4
+    logits = torch.randn(3 * b, classes, generator=g)
+    targets = torch.softmax(torch.randn(3 * b, classes, generator=g), dim=1)
+    rows, weight = mixmatch_rows(logits, targets, b, 7.5)
+    total, lx, lu = mixmatch_loss(logits[:b], targets[:b], logits[b:], targets[b:], 7.5)
+    torch.testing.assert_close((rows * weight).sum(), total)
+    torch.testing.assert_close(rows[:b].mean(), lx)
+    torch.testing.assert_close(rows[b:].mean(), lu)

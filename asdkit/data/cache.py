@@ -6,13 +6,11 @@ folder, then ``os.replace``), so a crash never leaves half a cache behind; read 
 """
 from __future__ import annotations
 
-import os
-import tempfile
-from contextlib import suppress
 from pathlib import Path
 
 import torch
 
+from .._io import save_atomic
 from .types import DataSplits, ImageSet
 
 CACHE_FORMAT = "asdkit-data/1"
@@ -40,17 +38,7 @@ def write_cache(path: Path, splits: DataSplits) -> None:
         "x_test": _plain(te.x),
         "y_test": _plain(te.y),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-        os.chmod(tmp, 0o644)  # mkstemp makes it 0600; a data cache may be shared
-        os.replace(tmp, path)
-    except BaseException:
-        with suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    save_atomic(payload, path)
 
 
 def cache_error(path: Path, reason: object) -> ValueError:
