@@ -1,13 +1,19 @@
 """asdkit: training-time backdoor defenses (ASD, PIPD, DBD, ABL) for teaching, exploring and reproducing.
 
-The layers, top to bottom: ``data`` → ``attacks`` → ``models`` → ``engine`` → ``losses`` →
-``defenses`` → ``records`` → ``plots``/``figures`` → ``cli``. Start with
+The layers, top to bottom: ``data`` → ``attacks`` → ``models`` → ``engine`` (the one batch
+loop) → ``losses``/``semi`` → ``options``/``config``/``phases``/``context`` → ``defenses`` →
+``runner``/``records`` → ``analysis``/``plots`` → ``cli``. A defense is a short schedule of
+phases declared as data, run by the runner with a context that holds no ground truth;
+ARCHITECTURE.md explains the phase model and where a new defense, pool operation, attack or
+figure goes, with a twenty-line toy defense. Start with
 ``asdkit.run(asdkit.make_config("classroom"))`` or ``asdkit run --help``.
 """
 __version__ = "0.1.0"
 
 from .config import RunConfig, make_config  # noqa: E402
+from .context import Context  # noqa: E402
+from .phases import Optim, Phase  # noqa: E402
 from .records import Record, RecordError  # noqa: E402
 from .runner import Run, run  # noqa: E402
 
-__all__ = ["RunConfig", "make_config", "Record", "RecordError", "Run", "run", "__version__"]
+__all__ = ["RunConfig", "make_config", "Context", "Optim", "Phase", "Record", "RecordError", "Run", "run", "__version__"]

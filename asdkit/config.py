@@ -219,12 +219,15 @@ def parse_assignment(text: str) -> tuple[str, Any]:
 
 def validate(config: RunConfig) -> None:
     """Check every field, the attack's and the model's option names and every defense option; ValueError naming field, range and value."""
+    from .attacks import ATTACKS, PLANNED, attack_options
+
+    if config.attack in PLANNED:
+        raise ValueError(f"The 'attack' field names {config.attack!r}, planned for a later release and not implemented yet. "
+                         f"Implemented: {sorted(ATTACKS)}.")
     for opt in config_fields():
         check_value(opt, getattr(config, opt.name), "field")
     if config.epochs and config.milestones and config.milestones[-1] >= config.epochs:
         raise ValueError(f"The 'milestones' field must be epochs below 'epochs' ({config.epochs}). Got {list(config.milestones)} instead.")
-    from .attacks import attack_options
-
     allowed = set(attack_options(config.attack)) - {"seed"}
     unknown = sorted(set(config.attack_args) - allowed)
     if unknown:

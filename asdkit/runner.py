@@ -240,7 +240,8 @@ class Run:
         last = next((m for m in reversed(metrics) if "acc" in m), None) or ctx.evaluate()
         per_phase: dict[str, float] = {}
         for m in metrics:  # 002 Table 3: time per stage
-            per_phase[f"seconds_{m['phase']}"] = round(per_phase.get(f"seconds_{m['phase']}", 0.0) + m["seconds"], 1)
+            per_phase[f"seconds_{m['phase']}"] = per_phase.get(f"seconds_{m['phase']}", 0.0) + m["seconds"]
+        per_phase = {k: round(v, 1) for k, v in per_phase.items()}
         summary = {"acc": last["acc"], "asr": last.get("asr"), "seconds": round(self.seconds, 1), "record": str(self.folder),
                    "epochs": self.record.epochs, "phases": {p.name: p.epochs for p in self.phases},
                    **self._pool_summary(), **per_phase, **(extra or {})}

@@ -25,7 +25,7 @@ from PIL import Image
 from torchvision import transforms
 
 from asdkit.data import load
-from asdkit.engine import Normalizer, augment, epoch_generator, train_epoch
+from asdkit.engine import Images, Normalizer, augment, stream, train_epoch
 from asdkit.models import make_model
 
 
@@ -63,6 +63,7 @@ def main() -> None:
     model = make_model(args.model, num_classes=data.num_classes, in_channels=data.shape[0]).to(memory_format=torch.channels_last)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     pad = 2 if data.shape[1] <= 28 else 4
+    images = Images(x, y, normalize, data.num_classes, pad=pad)
 
     # Pre-made batches for the raw step: normalised float tensors, channels-last, no augmentation.
     raw = [(normalize(x[i:i + args.batch_size]), y[i:i + args.batch_size]) for i in range(0, n, args.batch_size)]
@@ -77,8 +78,7 @@ def main() -> None:
         opt.step()
 
     def run_engine():
-        train_epoch(model, x, y, torch.arange(n), opt, normalize=normalize, generator=epoch_generator(0, 0),
-                    batch_size=args.batch_size, pad=pad)
+        train_epoch(model, images, torch.arange(n), opt, generator=stream(0, "bench", "batches"), batch_size=args.batch_size)
 
     def run_raw():
         model.train()
@@ -91,7 +91,7 @@ def main() -> None:
             step(xb.contiguous(memory_format=torch.channels_last), yb)
 
     def data_engine():  # the engine's input path alone: index, gather, crop, normalise
-        g = epoch_generator(0, 1)
+        g = stream(0, "bench", "data path")
         for idx in torch.randperm(n, generator=g).split(args.batch_size):
             normalize(augment(x[idx], pad=pad, flip=False, generator=g))
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -10,27 +11,43 @@ import pytest
 
 import asdkit
 from asdkit.cli import main
+from asdkit.config import config_fields
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-TINY = ["--scale", "smoke", "--set", "train_size=600", "--set", "test_size=300"]
+TRAIN = 600
+TINY = ["--scale", "smoke", "--set", f"train_size={TRAIN}", "--set", "test_size=300"]
+SMOKE_EPOCHS = round(4000 / TRAIN)  # the smoke budget, 4,000 sample visits, over 600 images: 7 epochs
+
+
+def forbid_training(monkeypatch) -> None:
+    def boom(*args, **kwargs):
+        pytest.fail("training started")
+
+    monkeypatch.setattr("asdkit.context.train_epoch", boom)
+    monkeypatch.setattr("asdkit.engine.train_steps", boom)
+    monkeypatch.setattr("asdkit.semi.train_steps", boom)
 
 
 def test_run_prints_a_summary_line_then_json(runs_env, capsys):
     assert main(["run", *TINY, "--json", "--quiet"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     summary = json.loads(lines[-1])
-    assert {"acc", "asr", "seconds", "record"} <= set(summary)
+    assert {"acc", "asr", "seconds", "record", "epochs", "phases", "seconds_train"} <= set(summary)
     assert 0 <= summary["acc"] <= 1 and 0 <= summary["asr"] <= 1 and summary["seconds"] >= 0
+    assert summary["epochs"] == SMOKE_EPOCHS and summary["phases"] == {"train": SMOKE_EPOCHS}
     assert Path(summary["record"]).parent == runs_env and (Path(summary["record"]) / "record.pt").is_file()
     line = lines[-2]
     assert line.startswith("none vs badnets 10% on fashion-mnist (smoke)")
-    assert f"ACC {summary['acc']:.2%}" in line and f"ASR {summary['asr']:.2%}" in line and summary["record"] in line
+    assert f"ACC {summary['acc']:.2%}" in line and f"ASR {summary['asr']:.2%}" in line
+    assert line.endswith(f"  {SMOKE_EPOCHS} epochs  {summary['seconds']:.0f} s  -> {summary['record']}"), line
+    assert "phases" not in line and "seconds_" not in line  # the per-phase entries stay in the JSON
 
     # the same command again reuses the finished record
     assert main(["run", *TINY, "--json", "--quiet"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert json.loads(lines[-1])["reused"] is True and "reused" in lines[-2]
+    assert re.search(rf"  {SMOKE_EPOCHS} epochs  \d+ s \(reused finished record\)  -> {re.escape(summary['record'])}$", lines[-2]), lines[-2]
 
 
 @pytest.mark.parametrize("argv,name", [
@@ -40,13 +57,67 @@ def test_run_prints_a_summary_line_then_json(runs_env, capsys):
     (["run", "--set", "epochz=3"], "epochz"),
     (["run", "--set", "no_equals_sign"], "key=value"),
     (["run", "--defense", "nope"], "'defense'"),
+    (["run", "--set", "momentum=1.5"], "The 'momentum' field must be a float in [0, 1). Got 1.5 instead."),
+    (["run", "--defense", "asd", "--set", "defense.gamma=1.5"], "The 'gamma' option of asd must be a float in (0, 1). Got 1.5 instead."),
+    (["run", "--set", "epochs=-1"], "'epochs'"),
+    (["options", "nope"], "'defense'"),
 ])
-def test_bad_input_is_one_line_on_stderr_and_exit_2(runs_env, capsys, argv, name):
+def test_bad_input_is_one_line_on_stderr_and_exit_2(runs_env, capsys, monkeypatch, argv, name):
+    forbid_training(monkeypatch)
     assert main(argv) == 2
     out, err = capsys.readouterr()
     assert out == ""
     assert err.startswith("asdkit: error:") and name in err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_set_an_option_the_defense_lacks_exits_2_naming_it(runs_env, capsys, monkeypatch):
+    forbid_training(monkeypatch)
+    assert main(["run", *TINY, "--quiet", "--set", "defense.t1=5"]) == 2  # defense none takes no options
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith("asdkit: error:") and len(err.strip().splitlines()) == 1
+    assert "'t1'" in err and "'none'" in err
+    assert not list(runs_env.rglob("*.pt")), "a rejected run wrote files"
+
+
+@pytest.mark.parametrize("key,value", [("scale", "paper"), ("defense", "asd")])
+def test_set_scale_or_defense_exits_2(runs_env, capsys, monkeypatch, key, value):
+    """scale and defense choose the preset: --scale/--defense, never --set."""
+    forbid_training(monkeypatch)
+    assert main(["run", "--quiet", "--set", f"{key}={value}"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith("asdkit: error:") and len(err.strip().splitlines()) == 1
+    assert f"'{key}'" in err and f"--{key}" in err and "Traceback" not in err
+    assert not list(runs_env.rglob("*.pt"))
+
+
+def test_options_asd_prints_every_asd_option(capsys):
+    from asdkit.defenses.asd import OPTIONS
+
+    assert main(["options", "asd"]) == 0
+    out = capsys.readouterr().out
+    names = [line.split()[0] for line in out.splitlines()[1:] if line.startswith("  ") and line[2:3] != " "]
+    assert names == [o.name for o in OPTIONS]  # every option, once, in declared order
+    assert "Options of asd" in out.splitlines()[0]
+    gamma = next(line for line in out.splitlines() if line.split()[:1] == ["gamma"])
+    assert "a float in (0, 1)" in gamma and "0.5" in gamma
+    t1 = next(line for line in out.splitlines() if line.split()[:1] == ["t1"])
+    assert "smoke 2" in t1 and "classroom 6" in t1 and "paper 60" in t1  # a default that differs per scale
+
+    # `asdkit run --defense asd --options` prints the same table and trains nothing
+    assert main(["run", "--defense", "asd", "--options"]) == 0
+    assert capsys.readouterr().out == out
+
+
+def test_options_without_a_defense_lists_the_config_fields_and_none_takes_none(capsys):
+    assert main(["options"]) == 0
+    out = capsys.readouterr().out
+    names = [line.split()[0] for line in out.splitlines()[1:] if line.startswith("  ") and line[2:3] != " "]
+    assert names == [o.name for o in config_fields()]
+    budget = next(line for line in out.splitlines() if line.split()[:1] == ["budget"])
+    assert "smoke 4000" in budget and "classroom 180000" in budget
+    assert main(["options", "none"]) == 0
+    assert capsys.readouterr().out.strip() == "none takes no options."
 
 
 def test_set_device_is_not_ignored(runs_env, monkeypatch):
@@ -80,7 +151,7 @@ def test_run_help_describes_the_scales_and_set(capsys):
         main(["run", "--help"])
     assert info.value.code == 0
     text = capsys.readouterr().out
-    for word in ("smoke", "classroom", "paper", "--set"):
+    for word in ("smoke", "classroom", "paper", "--set", "--options", "asdkit options", "budget"):
         assert word in text
 
 

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from asdkit import make_config, run
-from asdkit.models import ResNet18
+from asdkit.config import resolve_epochs
+from asdkit.models import ResNet18, meta_layers_default
 
 SHARED = Path(os.environ.get("ASDKIT_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 CIFAR_MINI = SHARED / "cifar10-mini.npz"
@@ -19,26 +20,35 @@ def test_paper_preset_has_002_appendix_b2_numbers():
     assert (c.dataset, c.model, c.epochs, c.batch_size) == ("cifar10", "resnet18", 200, 128)
     assert (c.optimizer, c.lr, c.momentum, c.weight_decay, c.schedule, c.milestones) == ("sgd", 0.1, 0.9, 5e-4, "multistep", (100, 150))
     assert (c.rate, c.target, c.pad) == (0.05, 3, 4)
+    assert resolve_epochs(c, 50_000) == 200  # a set epoch count, not a budget
 
 
 def test_paper_preset_of_asd_has_002_appendix_b3_numbers():
-    from asdkit.defenses.asd import DEFAULTS
+    from asdkit.defenses.asd import OPTIONS
 
     c = make_config("paper", defense="asd")
     assert (c.epochs, c.optimizer, c.lr, c.schedule) == (120, "adam", 0.002, "constant")
-    assert c.defense_args == {}  # paper scale = the defaults below, untouched
-    assert (DEFAULTS["t1"], DEFAULTS["t2"], DEFAULTS["iterations"], DEFAULTS["mixmatch_batch_size"]) == (60, 90, 1024, 64)
-    assert (DEFAULTS["seeds_per_class"], DEFAULTS["warmup_every"], DEFAULTS["warmup_step"]) == (10, 5, 10)
-    assert (DEFAULTS["alpha"], DEFAULTS["gamma"], DEFAULTS["meta_lr"], DEFAULTS["meta_layers"]) == (0.5, 0.5, 0.015, 3)
-    assert (DEFAULTS["temperature"], DEFAULTS["mixup_alpha"], DEFAULTS["lambda_u"]) == (0.5, 0.75, 15.0)
+    paper = {o.name: o.default_at("paper") for o in OPTIONS}
+    assert paper == {o.name: o.default for o in OPTIONS}  # the declared defaults are the paper's
+    assert c.defense_args == paper  # paper scale = the defaults below, untouched, stored in full
+    D = c.defense_args
+    assert (D["t1"], D["t2"], D["iterations"], D["mixmatch_batch_size"]) == (60, 90, 1024, 64)
+    assert (D["seeds_per_class"], D["warmup_every"], D["warmup_step"]) == (10, 5, 10)
+    assert (D["alpha"], D["gamma"], D["meta_lr"]) == (0.5, 0.5, 0.015)
+    # "half of the feature extractor plus the linear layer" (002 B.3): 3 layer groups of ResNet-18
+    assert D["meta_layers"] == "auto" and meta_layers_default(ResNet18(10, 3)) == 3
+    assert (D["temperature"], D["mixup_alpha"], D["lambda_u"]) == (0.5, 0.75, 15.0)
 
 
 @needs_cifar_mini
 def test_paper_preset_trains_resnet18_two_iterations_on_cifar10_mini(runs_env, one_thread):
-    c = make_config("paper", overrides={"dataset": str(CIFAR_MINI), "train_size": 64, "test_size": 20, "epochs": 1,
-                                             "batch_size": 32, "eval_batch_size": 64})
+    tiny = {"dataset": str(CIFAR_MINI), "train_size": 64, "test_size": 20, "epochs": 1, "batch_size": 32, "eval_batch_size": 64}
+    with pytest.raises(ValueError, match=r"'milestones'.*\(1\)"):  # 002's /10 at 100 and 150 cannot fall in one epoch
+        make_config("paper", overrides=tiny)
+    c = make_config("paper", overrides={**tiny, "milestones": []})
+    assert (c.optimizer, c.schedule, c.momentum, c.weight_decay) == ("sgd", "multistep", 0.9, 5e-4)
     s = run(c, quiet=True)
-    assert s["epochs"] == 1 and 0 <= s["acc"] <= 1 and 0 <= s["asr"] <= 1
+    assert s["epochs"] == 1 and s["phases"] == {"train": 1} and 0 <= s["acc"] <= 1 and 0 <= s["asr"] <= 1
     from asdkit import Record
 
     rec = Record.load(s["record"])
@@ -57,6 +67,9 @@ def test_paper_preset_of_asd_runs_every_stage_with_resnet18_on_cifar10_mini(runs
 
     rec = Record.load(s["record"])
     assert rec.metric("stage") == [1, 2, 3]
+    assert rec.metric("phase") == ["stage1", "stage2", "stage3"] and rec.metric("phase_epoch") == [0, 0, 0]
+    assert s["phases"] == {"stage1": 1, "stage2": 1, "stage3": 1} and s["epochs"] == 3
+    assert {"seconds_stage1", "seconds_stage2", "seconds_stage3"} <= set(s)
     assert "end_of_stage2" in rec.snapshots
     ResNet18(10, 3).load_state_dict(rec.weights("end_of_stage2"))  # the snapshot is a real ResNet-18
 
@@ -64,5 +77,9 @@ def test_paper_preset_of_asd_runs_every_stage_with_resnet18_on_cifar10_mini(runs
 def test_paper_preset_of_asd_ends_at_epoch_100_on_gtsrb_unless_told_otherwise():
     assert make_config("paper", defense="asd", overrides={"dataset": "gtsrb"}).epochs == 100  # 002 Section 5.1
     assert make_config("paper", defense="asd").epochs == 120
-    assert make_config("paper", defense="asd", overrides={"dataset": "gtsrb", "epochs": 50}).epochs == 50
+    # a set 'epochs' wins over the GTSRB preset (ASD's stage ends must then fit below it)
+    assert make_config("paper", defense="asd", overrides={"dataset": "gtsrb", "epochs": 50, "defense.t1": 25,
+                                                         "defense.t2": 40}).epochs == 50
+    with pytest.raises(ValueError, match="t1=60, t2=90, epochs=50"):  # refused in make_config, before any data loads
+        make_config("paper", defense="asd", overrides={"dataset": "gtsrb", "epochs": 50})
     assert make_config("paper", overrides={"dataset": "gtsrb"}).epochs == 200  # no defense: 002 B.2's 200 epochs

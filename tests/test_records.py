@@ -19,11 +19,13 @@ def sample_record() -> Record:
     rec = Record(CONFIG, code_version="0.1.0+abc")
     rec.arrays.update(is_poison=torch.rand(50, generator=g) < 0.1, true_label=torch.randint(0, 10, (50,), generator=g))
     for epoch in range(3):
-        rec.add_epoch({"acc": 0.5 + epoch / 10, "asr": 1.0 - epoch / 4, "loss": 2.0 / (epoch + 1)},
+        rec.add_epoch({"acc": 0.5 + epoch / 10, "asr": 1.0 - epoch / 4, "loss": 2.0 / (epoch + 1),
+                       "phase": "warm-up" if epoch == 0 else "train", "phase_epoch": 0 if epoch == 0 else epoch - 1},
                       {"train_loss": torch.rand(50, generator=g) * 5, "clean_pool": torch.rand(50, generator=g) < 0.5,
                        "order": torch.randperm(50, generator=g)})
     rec.snapshots["final"] = {"ce": torch.rand(50, generator=g).half(), "note": "t=3"}
-    rec.summary = {"acc": 0.7, "asr": 0.5, "seconds": 1.5, "record": "x"}
+    rec.summary = {"acc": 0.7, "asr": 0.5, "seconds": 1.5, "record": "x", "epochs": 3, "phases": {"warm-up": 1, "train": 2},
+                   "seconds_warm-up": 0.5, "seconds_train": 1.0}
     rec.status = "done"
     return rec
 
@@ -37,6 +39,7 @@ def test_round_trip(tmp_path):
     assert back.metrics == rec.metrics and back.epochs == 3
     assert back.metric("acc") == [0.5, 0.6, 0.7] and back.metric("missing") == [None] * 3
     assert [m["epoch"] for m in back.metrics] == [0, 1, 2]
+    assert back.metric("phase") == ["warm-up", "train", "train"] and back.metric("phase_epoch") == [0, 0, 1]
     for e in range(3):
         stored = back.epoch_arrays["train_loss"][e]
         assert stored.dtype == torch.float16  # floats are stored as float16
