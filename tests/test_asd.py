@@ -2,17 +2,21 @@
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 from types import SimpleNamespace
 
 import pytest
 import torch
 
+import asdkit.context
+import asdkit.engine
 import asdkit.defenses.asd as asd
 from asdkit import make_config, run
+from asdkit.config import defense_options, parse_assignment
 from asdkit.defenses.policies import class_agnostic_loss_split, class_aware_loss_split, lowest_count, lowest_fraction, meta_split
 from asdkit.engine import score
 from asdkit.losses import cross_entropy, sce_loss
-from asdkit.models import make_model
+from asdkit.models import CompactResNet, ResNet18, make_model, meta_layers_default
 from asdkit.records import Record, load_checked
 from asdkit.runner import Run, run_folder
 
@@ -20,7 +24,10 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 # The smoke data every run here uses: 1,000 training images (10% poisoned, BadNets → class 0), 300 test images.
 TRAIN, TEST = 1000, 300
-REF = {"train_size": TRAIN, "test_size": TEST, "epochs": 4, "defense.t1": 2, "defense.t2": 3, "defense.iterations": 15}
+# meta_layers=3 (layer2, layer3, linear): the default when the reference's thresholds were measured; "auto" picks 2 on the
+# compact model, whose smoke-scale meta-split is noisier (seed 0: 30 poisoned samples in the stage-3 D_C, ASR 0.15).
+REF = {"train_size": TRAIN, "test_size": TEST, "epochs": 4, "defense.t1": 2, "defense.t2": 3, "defense.iterations": 15,
+       "defense.meta_layers": 3}
 SMALL = {"train_size": 600, "test_size": TEST, "epochs": 4, "defense.t1": 2, "defense.t2": 3}
 
 
@@ -161,7 +168,7 @@ def test_split_policies_reject_two_dimensional_scores():
 
 # =========================================================================== schedule, seeds, options
 
-PAPER = {**asd.DEFAULTS}  # t1 = 60, t2 = 90, epochs 120
+PAPER = {o.name: o.default for o in asd.OPTIONS}  # t1 = 60, t2 = 90, epochs 120
 
 
 @pytest.mark.parametrize("stages, expected", [
@@ -178,11 +185,34 @@ def test_stage_of(stages, expected):
     assert {e: asd.stage_of(e, o, 120) for e in expected} == expected
 
 
-def fake_run(labels, is_poison, *, seed=0, epochs=4, num_classes=None, **defense_args):
-    """The attributes of a Run that options() and clean_seeds() read."""
-    train = SimpleNamespace(observed_label=labels, is_poison=is_poison, poison_index=is_poison.nonzero().flatten())
-    config = SimpleNamespace(seed=seed, epochs=epochs, defense_args={"t1": 2, "t2": 3, **defense_args})
-    return SimpleNamespace(train=train, config=config, num_classes=num_classes or int(labels.max()) + 1)
+@pytest.mark.parametrize("stages, expected", [
+    ("123", [(1, range(0, 60)), (2, range(60, 90)), (3, range(90, 120))]),
+    ("13", [(1, range(0, 60)), (3, range(60, 120))]),
+    ("23", [(2, range(0, 90)), (3, range(90, 120))]),
+    ("2", [(2, range(0, 120))]),
+])
+def test_stage_ranges_are_the_phases_of_the_stage_schedule(stages, expected):
+    o = {**PAPER, "stages": stages}
+    ranges = asd.stage_ranges(o, 120)
+    assert ranges == expected
+    assert [s for s, r in ranges for _ in r] == [asd.stage_of(e, o, 120) for e in range(120)]
+
+
+def test_stages_as_the_command_line_parses_them_is_accepted():
+    key, value = parse_assignment("defense.stages=13")  # README: asdkit run --defense asd --set defense.stages=13
+    assert (key, value) == ("defense.stages", 13)
+    o = defense_options(asd_config(**{key: value}))
+    assert [asd.stage_of(e, o, 4) for e in range(4)] == [1, 1, 3, 3]
+
+
+def fake_run(labels, is_poison, *, seed=0):
+    """The attributes of a Run that Run._draw_seeds reads: the ground truth and the config's seed."""
+    truth = SimpleNamespace(observed_label=labels, is_poison=is_poison, poison_index=is_poison.nonzero().flatten())
+    return SimpleNamespace(truth=truth, config=SimpleNamespace(seed=seed, defense="asd"))
+
+
+def draw_seeds(r, per_class, poisoned=0):
+    return Run._draw_seeds(r, per_class, poisoned)
 
 
 def poisoned_labels(n=400, classes=10, rate=0.1, seed=0):
@@ -197,21 +227,41 @@ def poisoned_labels(n=400, classes=10, rate=0.1, seed=0):
 @pytest.mark.parametrize("w", [1, 3, 10])
 def test_clean_seeds_w_per_class_none_poisoned(w):
     labels, is_poison = poisoned_labels()
-    r = fake_run(labels, is_poison, seeds_per_class=w)
-    seeds = asd.clean_seeds(r, asd.options(r))
+    r = fake_run(labels, is_poison)
+    seeds = draw_seeds(r, w)
     assert len(seeds) == len(set(seeds.tolist())) == 10 * w
     assert torch.equal(torch.bincount(labels[seeds], minlength=10), torch.full((10,), w))
     assert not is_poison[seeds].any()
-    assert torch.equal(seeds, asd.clean_seeds(r, asd.options(r)))  # same seed, same seeds
+    assert torch.equal(seeds, draw_seeds(r, w))  # same seed, same seeds
+
+
+def test_asd_asks_the_runner_for_w_seeds_a_class_k_poisoned_and_none_with_transfer_seeds():
+    assert asd.seeds(defense_options(asd_config(**{"defense.seeds_per_class": 3, "defense.poisoned_seeds": 4}))) == (3, 4)
+    assert asd.seeds(defense_options(asd_config(**{"defense.seed_source": "x.npz"}))) == (0, 0)
+    assert len(draw_seeds(fake_run(*poisoned_labels()), 0, 0)) == 0
 
 
 @pytest.mark.parametrize("k", [1, 4, 30])
 def test_clean_seeds_poisoned_seeds_slips_exactly_k_poisoned_samples_in(k):
     labels, is_poison = poisoned_labels()
-    r = fake_run(labels, is_poison, seeds_per_class=3, poisoned_seeds=k)
-    seeds = asd.clean_seeds(r, asd.options(r))
+    r = fake_run(labels, is_poison)
+    seeds = draw_seeds(r, 3, k)
     assert len(seeds) == len(set(seeds.tolist())) == 30  # the total is kept
     assert int(is_poison[seeds].sum()) == k
+    assert torch.equal(seeds, draw_seeds(r, 3, k))  # a named stream: the same draw every time
+
+
+@pytest.mark.parametrize("per_class, k, name", [
+    (10, 101, "poisoned_seeds"),  # more than seeds_per_class (10) × 10 classes
+    (10, 41, "poisoned_seeds"),  # more than the 40 poisoned samples there are
+    (34, 0, "seeds_per_class"),  # class 1 has only 33 clean samples
+])
+def test_seeds_that_cannot_be_drawn_from_the_data_are_refused_naming_the_option(per_class, k, name):
+    labels, is_poison = poisoned_labels()
+    r = fake_run(labels, is_poison)
+    assert len(draw_seeds(r, 33)) == 330 and int(is_poison[draw_seeds(r, 4, 40)].sum()) == 40  # the edges are accepted
+    with pytest.raises(ValueError, match=name):
+        draw_seeds(r, per_class, k)
 
 
 @pytest.mark.parametrize("args, name", [
@@ -233,38 +283,56 @@ def test_clean_seeds_poisoned_seeds_slips_exactly_k_poisoned_samples_in(k):
     ({"iterations": 0}, "iterations"),
     ({"warmup_every": 0}, "warmup_every"),
     ({"meta_layers": 2.5}, "meta_layers"),
+    ({"meta_layers": 5}, "meta_layers"),  # the compact model has 4 layer groups
     ({"seeds_per_class": 0}, "seeds_per_class"),
-    ({"poisoned_seeds": 101}, "poisoned_seeds"),  # more than seeds_per_class (10) × 10 classes
     ({"poisoned_seeds": -1}, "poisoned_seeds"),
     ({"seed_source": 3}, "seed_source"),
     ({"seed_source": "x.npz", "poisoned_seeds": 2}, "seed_source"),
     ({"transfer_epochs": -1}, "transfer_epochs"),
 ])
 def test_options_reject_bad_values_naming_them(args, name):
-    labels, is_poison = poisoned_labels()
     with pytest.raises(ValueError, match=name):
-        asd.options(fake_run(labels, is_poison, **args))
+        asd_config(**{f"defense.{k}": v for k, v in args.items()})
+
+
+def test_option_messages_name_the_option_its_range_and_the_value():
+    with pytest.raises(ValueError, match=r"^The 'gamma' option of asd must be a float in \(0, 1\)\. Got 1\.5 instead\.$"):
+        asd_config(**{"defense.gamma": 1.5})
+    with pytest.raises(ValueError, match=r"^Unknown defense option\(s\) \['gama'\] for 'asd'; its options: \[.*'gamma'.*\]"):
+        asd_config(**{"defense.gama": 0.5})
 
 
 def test_options_accept_the_presets_and_edge_values():
-    labels, is_poison = poisoned_labels()
-    for args in ({"t1": 2, "t2": 3}, {"t1": 0, "t2": 0}, {"t1": 4, "t2": 4}, {"t1": 1, "t2": 2, "stages": "13", "alpha": 0.01, "poisoned_seeds": 100}):
-        o = asd.options(fake_run(labels, is_poison, **args))
+    for args in ({"t1": 2, "t2": 3}, {"t1": 0, "t2": 0}, {"t1": 4, "t2": 4}, {"t1": 1, "t2": 2, "stages": "13", "alpha": 0.01, "poisoned_seeds": 100},
+                 {"meta_layers": 4}, {"meta_layers": "auto"}, {"warmup_step": 0.5}, {"warmup_step": 0}):
+        config = asd_config(**{f"defense.{k}": v for k, v in args.items()})
+        o = defense_options(config)
         assert {k: o[k] for k in args} == args
+        assert config.defense_args == dict(o)  # make_config stores every resolved option
+    for scale in ("smoke", "classroom", "paper"):
+        o = defense_options(make_config(scale, defense="asd"))
+        assert o == {opt.name: opt.default_at(scale) for opt in asd.OPTIONS}
+    assert {k: defense_options(make_config("paper", defense="asd"))[k] for k in PAPER} == PAPER
+    assert make_config("paper", defense="asd").epochs == 120
+
+
+def test_meta_layers_auto_is_the_models_half_feature_extractor_plus_head():
+    assert PAPER["meta_layers"] == "auto"
+    assert meta_layers_default(CompactResNet()) == 2  # its last stage and the head
+    assert meta_layers_default(ResNet18()) == 3  # layer3, layer4 and the head
 
 
 @pytest.mark.parametrize("args, name", [
-    ({"meta_lr": -0.015}, "meta_lr"),  # torch's Adam raises only when stage 3 starts (epoch 90 of 120)
+    ({"meta_lr": -0.015}, "meta_lr"),  # torch's Adam would raise only when stage 3 starts (epoch 90 of 120)
     ({"meta_batch_size": 0}, "meta_batch_size"),  # range() step 0, only when stage 3 starts
-    ({"warmup_step": -10}, "warmup_step"),  # class_aware_loss_split raises at epoch warmup_every
+    ({"warmup_step": -10}, "warmup_step"),  # class_aware_loss_split would raise at epoch warmup_every
     ({"temperature": 0}, "temperature"),  # ZeroDivisionError inside the first MixMatch step
-    ({"poisoned_seeds": 1.5}, "poisoned_seeds"),  # TypeError in clean_seeds (randperm()[:1.5])
+    ({"poisoned_seeds": 1.5}, "poisoned_seeds"),  # TypeError when the seeds are drawn (randperm()[:1.5])
 ])
-def test_bug_options_leave_options_unchecked_that_crash_later_in_training(args, name):
-    """BUG: these pass options() and check(), and fail only once training reaches the code that uses them."""
-    labels, is_poison = poisoned_labels()
-    with pytest.raises(ValueError, match=name):
-        asd.options(fake_run(labels, is_poison, **args))
+def test_options_that_would_crash_later_in_training_are_refused_by_make_config(args, name):
+    """Once a bug (they passed the old options() and check(), failing only once training reached them): now make_config refuses them."""
+    with pytest.raises(ValueError, match=f"The '{name}' option of asd must be"):
+        asd_config(**{f"defense.{k}": v for k, v in args.items()})
 
 
 def test_bad_option_through_make_config_stops_the_run_before_training(runs_env, monkeypatch):
@@ -272,7 +340,11 @@ def test_bad_option_through_make_config_stops_the_run_before_training(runs_env, 
         pytest.fail("training started")
 
     monkeypatch.setitem(asd.SEMI_METHODS, "mixmatch", boom)
-    config = asd_config(**{**SMALL, "defense.gamma": 1.0})
+    with pytest.raises(ValueError, match="'gamma'.*Got 1.0"):
+        asd_config(**{**SMALL, "defense.gamma": 1.0})
+    # a config that bypasses make_config (a hand-made or edited one) is refused by Run and run() alike
+    good = asd_config(**SMALL)
+    config = replace(good, defense_args={**good.defense_args, "gamma": 1.0})
     with pytest.raises(ValueError, match="'gamma'.*Got 1.0"):
         Run(config, quiet=True)
     with pytest.raises(ValueError, match="gamma"):
@@ -280,15 +352,20 @@ def test_bad_option_through_make_config_stops_the_run_before_training(runs_env, 
     assert not folder_of(runs_env, config).exists()
 
 
-def test_bug_meta_layers_beyond_the_model_is_reported_under_another_name(runs_env, monkeypatch):
-    """BUG: defense.meta_layers=5 (the compact model has 4 layer groups) stops the run before training, as it should,
-    but the message reads "The 'k' parameter of last_layers must be in [1, 4]", never naming 'meta_layers'."""
+def test_meta_layers_beyond_the_model_is_reported_under_its_name(runs_env, monkeypatch):
+    """defense.meta_layers=5 (the compact model has 4 layer groups) stops the run before training, naming 'meta_layers'
+    (it once read "The 'k' parameter of last_layers must be in [1, 4]")."""
     def boom(*a, **k):
         pytest.fail("training started")
 
     monkeypatch.setitem(asd.SEMI_METHODS, "mixmatch", boom)
+    with pytest.raises(ValueError, match=r"'meta_layers' option of asd must be 'auto' or an int in \[1, 4\]"):
+        asd_config(**{**SMALL, "defense.meta_layers": 5})
+    good = asd_config(**SMALL)
+    config = replace(good, defense_args={**good.defense_args, "meta_layers": 5})
     with pytest.raises(ValueError, match="meta_layers"):
-        run(asd_config(**{**SMALL, "defense.meta_layers": 5}), quiet=True)
+        run(config, quiet=True)
+    assert not folder_of(runs_env, config).exists()
 
 
 # =========================================================================== the reference smoke run
@@ -312,6 +389,10 @@ def test_smoke_record_per_epoch_arrays_and_stages(reference):
     rec, n = reference["record"], TRAIN
     assert rec.status == "done" and rec.epochs == 4
     assert rec.metric("stage") == [1, 1, 2, 3]
+    assert rec.metric("phase") == ["stage1", "stage1", "stage2", "stage3"]
+    assert rec.metric("phase_epoch") == [0, 1, 0, 0]
+    assert reference["summary"]["phases"] == {"stage1": 2, "stage2": 1, "stage3": 1}
+    assert {f"seconds_stage{s}" for s in (1, 2, 3)} <= set(reference["summary"])  # 002 Table 3: time per stage
     for e in range(4):
         assert rec.epoch_array("l1_loss", e).shape == (n,)
         pool = rec.epoch_array("clean_pool", e)
@@ -328,6 +409,7 @@ def test_smoke_record_pools_are_the_ones_each_stage_prescribes(reference):
     rec, n = reference["record"], TRAIN
     labels, seeds = rec.arrays["observed_label"], rec.arrays["seeds"]
     assert len(seeds) == 10 * 10
+    assert torch.equal(seeds, reference["run"].ctx.seeds)  # the seeds the defense was handed
     for e, per_class in ((0, 0), (1, 40)):  # stage 1: warmup_every 1, warmup_step 40
         pool, l1 = rec.epoch_array("clean_pool", e), rec.epoch_array("l1_loss", e)
         assert pool[seeds].all()
@@ -366,13 +448,13 @@ def test_smoke_record_counts_poison_in_the_pool_from_the_ground_truth(reference)
 
 
 def test_smoke_record_snapshots(reference):
-    rec, prepared = reference["record"], reference["run"]
+    rec, ctx = reference["record"], reference["run"].ctx
     assert int(rec.snapshots["end_of_stage2"]["epoch"]) == 2
     weights = rec.weights("end_of_stage2")
     model = make_model("compact", num_classes=10, in_channels=1, widths=[16, 32, 64])
     model.load_state_dict(weights)  # strict: every key, every shape
     # the stage-3 epoch scored exactly this model: its L1 comes back from the snapshot
-    l1 = score(model, prepared.x, prepared.y, lambda lg, y: sce_loss(lg, y), normalize=prepared.normalize)
+    l1 = score(model, ctx.data.x, ctx.data.y, lambda lg, y: sce_loss(lg, y), normalize=ctx.data.normalize)
     assert torch.allclose(l1, rec.epoch_array("l1_loss", 3), atol=0.02, rtol=0.01)
     final = rec.weights("final")
     assert final.keys() == weights.keys()
@@ -381,7 +463,7 @@ def test_smoke_record_snapshots(reference):
     for name in ("ce", "sce"):  # Fig. 3 (d): losses of every training sample under the final model
         assert rec.snapshots["final"][name].shape == (TRAIN,)
     model.load_state_dict(final)
-    sce = score(model, prepared.x, prepared.y, lambda lg, y: sce_loss(lg, y), normalize=prepared.normalize)
+    sce = score(model, ctx.data.x, ctx.data.y, lambda lg, y: sce_loss(lg, y), normalize=ctx.data.normalize)
     assert torch.allclose(sce, rec.snapshots["final"]["sce"].float(), atol=0.02, rtol=0.01)
 
 
@@ -404,15 +486,16 @@ def test_resume_after_an_interruption_gives_the_uninterrupted_run(reference, run
     config, calls = reference["config"], []
     real_checkpoint = Run._checkpoint
 
-    def dying_checkpoint(self, finished_epochs):
-        real_checkpoint(self, finished_epochs)
-        calls.append(finished_epochs)
+    def dying_checkpoint(self, phase, epoch):
+        real_checkpoint(self, phase, epoch)
+        calls.append((phase, epoch))
         if len(calls) == 2:
             raise KeyboardInterrupt
 
     monkeypatch.setattr(Run, "_checkpoint", dying_checkpoint)
     with pytest.raises(KeyboardInterrupt):
         run(config, quiet=True)
+    assert calls == [(0, 1), (0, 2)]  # killed after stage 1's two epochs (phase 0), stage 2 not begun
     folder = folder_of(runs_env, config)
     assert Record.load(folder).epochs == 2 and not (folder / "model.pt").exists()
     monkeypatch.setattr(Run, "_checkpoint", real_checkpoint)
@@ -421,7 +504,7 @@ def test_resume_after_an_interruption_gives_the_uninterrupted_run(reference, run
     summary = run(config, quiet=True)
     assert trained == [2, 3]  # resumed, not restarted
     a, b = reference["record"], Record.load(folder)
-    for name in ("acc", "asr", "loss", "loss_x", "loss_u", "weight_u", "stage", "pool_size", "poison_in_pool"):
+    for name in ("acc", "asr", "loss", "loss_x", "loss_u", "weight_u", "stage", "phase", "phase_epoch", "pool_size", "poison_in_pool"):
         assert a.metric(name) == b.metric(name), name
     for e in range(4):
         for name in ("l1_loss", "clean_pool"):
@@ -442,7 +525,7 @@ def no_mixmatch(monkeypatch):
     """Replace the MixMatch epoch (the expensive part) by a stub that records the clean pool it receives."""
     pools = []
 
-    def stub(model, x, y, clean_pool, optimizer, *, epoch, **kwargs):
+    def stub(model, data, clean_pool, optimizer, *, epoch, **kwargs):
         pools.append(clean_pool.clone())
         return {"loss": 0.0, "loss_x": 0.0, "loss_u": 0.0, "weight_u": 0.0}
 
@@ -473,6 +556,7 @@ def test_switch_stages_13_runs_no_stage_2(runs_env, no_mixmatch):
     skipped = switch_run(runs_env, no_mixmatch, **{"defense.stages": "13"})
     assert default.metric("stage") == [1, 1, 2, 3]
     assert skipped.metric("stage") == [1, 1, 3, 3]
+    assert skipped.metric("phase") == ["stage1", "stage1", "stage3", "stage3"]
     assert [len(x) for x in skipped.epoch_arrays["loss_reduction"]] == [0, 0, 600, 600]
     assert int(skipped.snapshots["end_of_stage2"]["epoch"]) == 1  # the model as the meta-split begins
     assert default.metric("pool_size")[:2] == skipped.metric("pool_size")[:2]
@@ -552,6 +636,17 @@ def test_switch_seeds_per_class_sets_the_seeds(runs_env, no_mixmatch):
     assert indices(rec.epoch_array("clean_pool", 0)) == set(seeds.tolist())  # epoch 0: the seeds alone
 
 
+def test_switch_poisoned_seeds_and_clean_hard_fraction_reach_the_record(runs_env, no_mixmatch):
+    """Table 5: k poisoned samples among the seeds the runner hands ASD; 002 §5.2: clean-hard = the fraction·N hardest clean samples."""
+    rec = switch_run(runs_env, no_mixmatch, epochs=1, **{"defense.t1": 1, "defense.t2": 1, "defense.poisoned_seeds": 5,
+                                                          "defense.clean_hard_fraction": 0.2})
+    seeds, is_poison = rec.arrays["seeds"], rec.arrays["is_poison"]
+    assert len(seeds) == 100 and int(is_poison[seeds].sum()) == 5
+    assert indices(rec.epoch_array("clean_pool", 0)) == set(seeds.tolist())
+    assert rec.metrics[0]["poison_in_pool"] == 5
+    assert rec.metrics[0]["clean_hard"] == round(0.2 * 600)
+
+
 @pytest.fixture(scope="module")
 def prepared(fmnist_dir, tmp_path_factory, one_thread):
     """A prepared (untrained) ASD Run on the small data, for calling ASD's pieces directly."""
@@ -564,23 +659,33 @@ def l1_of(o):
     return lambda logits, y: sce_loss(logits, y, alpha=o["sce_alpha"], beta=o["sce_beta"])
 
 
+def context_with(prepared, **changes):
+    """The prepared run's Context with ASD options changed (validated by make_config)."""
+    options = defense_options(asd_config(**{**SMALL, **{f"defense.{k}": v for k, v in changes.items()}}))
+    return replace(prepared.ctx, options=options)
+
+
 def virtual_model(prepared, monkeypatch, **changes):
     """Call virtual_model_losses; return (virtual state, its losses) by capturing the model it scores."""
-    seen, real = [], asd.score
-    monkeypatch.setattr(asd, "score", lambda model, *a, **k: seen.append(copy.deepcopy(model.state_dict())) or real(model, *a, **k))
-    o = {**asd.options(prepared), **changes}
-    losses = asd.virtual_model_losses(prepared, o, 0, l1_of(o))
+    seen, real = [], asdkit.context.score
+    monkeypatch.setattr(asdkit.context, "score",
+                        lambda model, *a, **k: seen.append(copy.deepcopy(model.state_dict())) or real(model, *a, **k))
+    ctx = context_with(prepared, **changes)
+    losses = asd.virtual_model_losses(ctx, 0, l1_of(ctx.options))
     assert len(seen) == 1
     return seen[0], losses
 
 
-@pytest.mark.parametrize("k, moved", [(1, {"linear"}), (2, {"layer3", "linear"}), (4, {"layer1", "layer2", "layer3", "linear"})])
+@pytest.mark.parametrize("k, moved", [(1, {"linear"}), (2, {"layer3", "linear"}), (4, {"layer1", "layer2", "layer3", "linear"}),
+                                      ("auto", {"layer3", "linear"})])  # auto: the compact model's last stage + head
 def test_switch_meta_layers_updates_only_the_last_k_layer_groups(prepared, monkeypatch, k, moved):
-    before = copy.deepcopy(prepared.model.state_dict())
+    model = prepared.ctx.model
+    before = copy.deepcopy(model.state_dict())
     virtual, _ = virtual_model(prepared, monkeypatch, meta_layers=k)
-    after = prepared.model.state_dict()
+    after = model.state_dict()
     assert all(torch.equal(before[n], after[n]) for n in before)  # the real model is untouched
-    params = {n for n, _ in prepared.model.named_parameters()}
+    assert all(p.requires_grad for p in model.parameters())
+    params = {n for n, _ in model.named_parameters()}
     changed = {n.split(".")[0] for n in params if not torch.equal(virtual[n], before[n])}
     assert changed == moved
     # every parameter of an updated group moved
@@ -588,28 +693,29 @@ def test_switch_meta_layers_updates_only_the_last_k_layer_groups(prepared, monke
 
 
 def test_switch_meta_lr_tiny_gives_almost_no_loss_reduction(prepared, monkeypatch):
-    o = asd.options(prepared)
-    base = score(prepared.model, prepared.x, prepared.y, l1_of(o), normalize=prepared.normalize)
-    virtual, tiny = virtual_model(prepared, monkeypatch, meta_lr=1e-9)
-    _, default = virtual_model(prepared, monkeypatch)
+    ctx, model = prepared.ctx, prepared.ctx.model
+    base = ctx.score(l1_of(ctx.options))
+    # meta_layers=3 (layer2, layer3, linear; the default before "auto", which picks 2 here) in both, as when this was measured
+    virtual, tiny = virtual_model(prepared, monkeypatch, meta_lr=1e-9, meta_layers=3)
+    _, default = virtual_model(prepared, monkeypatch, meta_layers=3)
     r_tiny, r_default = (base - tiny).abs().mean().item(), (base - default).abs().mean().item()
     assert r_tiny < 0.1 * r_default, (r_tiny, r_default)  # seen: 0.09 vs 2.7
-    params = dict(prepared.model.named_parameters())
+    params = dict(model.named_parameters())
     assert all(torch.allclose(virtual[n], p, atol=1e-6) for n, p in params.items())
     # Not exactly 0: the virtual epoch runs in train mode, so BatchNorm running statistics move
     # (also in the layers it does not update), as in the authors' code.
-    buffers = {n for n, _ in prepared.model.named_buffers() if "running_mean" in n}
-    assert any(not torch.equal(virtual[n], prepared.model.state_dict()[n]) for n in buffers)
+    buffers = {n for n, _ in model.named_buffers() if "running_mean" in n}
+    assert any(not torch.equal(virtual[n], model.state_dict()[n]) for n in buffers if n.startswith("layer1"))
 
 
 def test_switch_meta_epochs_trains_the_virtual_model_that_many_epochs_per_stage3_epoch(runs_env, no_mixmatch, monkeypatch):
-    calls, real = [], asd.train_epoch
+    calls, real = [], asdkit.context.train_epoch
 
-    def counting(model, x, y, index, optimizer, **kwargs):
+    def counting(model, data, index, optimizer, **kwargs):
         calls.append((len(index), kwargs["loss_fn"], kwargs["batch_size"]))
-        return real(model, x, y, index, optimizer, **kwargs)
+        return real(model, data, index, optimizer, **kwargs)
 
-    monkeypatch.setattr(asd, "train_epoch", counting)
+    monkeypatch.setattr(asdkit.context, "train_epoch", counting)
     switch_run(runs_env, no_mixmatch, epochs=2, **{"defense.t1": 0, "defense.t2": 0, "defense.meta_epochs": 2,
                                                     "defense.meta_batch_size": 256})
     assert calls == [(600, cross_entropy, 256)] * 4  # 2 stage-3 epochs × 2 virtual epochs on all of D with CE
@@ -671,8 +777,9 @@ def test_a_fractional_warmup_step_scales_with_the_class_size(runs_env, no_mixmat
     rec = switch_run(runs_env, no_mixmatch, **{"defense.t1": 3, "defense.t2": 3, "epochs": 3,
                                                 "defense.warmup_every": 1, "defense.warmup_step": 0.1})
     assert rec.metric("pool_size") == [100, 160, 220]
-    with pytest.raises(ValueError, match="warmup_step"):
+    with pytest.raises(ValueError, match="The 'warmup_step' option of asd must be an int in \\[0, inf\\) or a float in \\(0, 1\\)"):
         switch_run(runs_env, no_mixmatch, **{"defense.warmup_step": 1.5})
+    assert not no_mixmatch
 
 
 # =========================================================================== transfer-based seeds (002 Section 5.4)
@@ -693,8 +800,8 @@ def test_transfer_seeds_pretrain_then_stay_labelled_in_every_epoch(runs_env, mon
     source_x, _ = write_source(tmp_path / "other.npz")
     calls = []
 
-    def stub(model, x, y, clean_pool, optimizer, *, epoch, **kwargs):
-        calls.append((x.shape[0], clean_pool.clone(), y[-30:].clone(), x[-30:].clone()))
+    def stub(model, data, clean_pool, optimizer, *, epoch, **kwargs):
+        calls.append((len(data), clean_pool.clone(), data.y[-30:].cpu().clone(), data.x[-30:].cpu().clone()))
         return {"loss": 0.0, "loss_x": 0.0, "loss_u": 0.0, "weight_u": 0.0}
 
     monkeypatch.setitem(asd.SEMI_METHODS, "mixmatch", stub)
@@ -702,8 +809,10 @@ def test_transfer_seeds_pretrain_then_stay_labelled_in_every_epoch(runs_env, mon
                            "defense.transfer_epochs": 2})
     run(config, quiet=True)
     rec = Record.load(folder_of(runs_env, config))
-    n = 600
-    assert len(calls) == 2 + rec.epochs  # two pre-training epochs, then one MixMatch epoch per ASD epoch
+    n, pre = 600, 2 + 1  # two pre-training epochs and the head's epoch come first in the record
+    assert rec.metric("phase") == ["transfer", "transfer", "transfer_head", "stage1", "stage1", "stage2", "stage3"]
+    assert rec.metric("stage") == [None, None, None, 1, 1, 2, 3]
+    assert len(calls) == 2 + (rec.epochs - pre) == 6  # two pre-training epochs, then one MixMatch epoch per ASD epoch
     for size, pool, labels, images in calls:
         assert size == n + 30 and pool[n:].all()  # the 30 transfer seeds are always labelled
         assert torch.bincount(labels, minlength=10).tolist() == [3] * 10
@@ -711,27 +820,46 @@ def test_transfer_seeds_pretrain_then_stay_labelled_in_every_epoch(runs_env, mon
         assert all((flat == img.reshape(1, -1)).all(1).any() for img in images)  # the seeds are images of the other set
     assert not calls[0][1][:n].any() and not calls[1][1][:n].any()  # pre-training: nothing of D labelled
     for e, (_, pool, _, _) in enumerate(calls[2:]):
-        assert torch.equal(pool[:n], rec.epoch_array("clean_pool", e))  # then the pools ASD split from D
-    assert rec.metrics[0]["pool_size"] == 0  # stage 1 starts from the transfer seeds alone (T/t·n = 0 picks)
-    assert "seeds" not in rec.arrays and rec.arrays["transfer_seed_labels"].tolist() == sorted([*range(10)] * 3)
-    assert 0 <= rec.metrics[0]["transfer_acc"] <= 1 and "transfer_acc" not in rec.metrics[1]
+        assert torch.equal(pool[:n], rec.epoch_array("clean_pool", pre + e))  # then the pools ASD split from D
+    assert rec.metrics[pre]["pool_size"] == 0  # stage 1 starts from the transfer seeds alone (T/t·n = 0 picks)
+    assert "seeds" not in rec.arrays and rec.snapshots["transfer_seeds"]["labels"].tolist() == sorted([*range(10)] * 3)
+    head = rec.metrics[pre - 1]  # Table 6's "transfer-based pre-training" row: the initialised model's ACC and ASR
+    assert head["phase"] == "transfer_head" and 0 <= head["acc"] <= 1 and 0 <= head["asr"] <= 1
+    assert "pool_size" not in head and "stage" not in head
 
 
-def test_transfer_pretraining_moves_only_the_head_in_its_linear_step(prepared, monkeypatch, tmp_path):
+def test_transfer_pretraining_moves_only_the_head_in_its_linear_step(runs_env, monkeypatch, tmp_path):
     """After the MixMatch pre-training, one CE epoch on D fits the linear head; every backbone tensor (BN statistics too) stays."""
     write_source(tmp_path / "other.npz")
-    run_ = prepared
-    o = {**asd.options(run_), "seed_source": str(tmp_path / "other.npz"), "transfer_epochs": 0, "seeds_per_class": 2}
-    before = {k: v.clone() for k, v in run_.model.state_dict().items()}
-    xs, ys = asd.transfer_seeds(run_, o)
-    x, y = torch.cat([run_.x, xs]), torch.cat([run_.y, ys])
-    mask = torch.cat([torch.zeros(len(run_.x), dtype=torch.bool), torch.ones(len(xs), dtype=torch.bool)])
-    mm = asd.MixMatchConfig(iterations=2, batch_size=8)
-    out = asd.transfer_pretrain(run_, o, mm, x, y, mask)
-    after = run_.model.state_dict()
+
+    def boom(*a, **k):
+        pytest.fail("transfer_epochs=0: no MixMatch pre-training epoch")
+
+    monkeypatch.setitem(asd.SEMI_METHODS, "mixmatch", boom)
+    config = asd_config(**{**SMALL, "defense.seed_source": str(tmp_path / "other.npz"), "defense.transfer_epochs": 0,
+                           "defense.seeds_per_class": 2})
+    r = Run(config, quiet=True)
+    assert [(p.name, p.epochs, p.train) for p in r.phases[:2]] == [("transfer", 0, "all"), ("transfer_head", 1, "head")]
+    r.phases = r.phases[:2]  # the transfer-based initialisation alone, run by the runner
+    model = r.ctx.model
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    head_modes = []
+    real_steps = asdkit.engine.train_steps
+
+    def spying(model_, *a, **k):  # the BatchNorm layers' modes while the head trains
+        out = real_steps(model_, *a, **k)
+        head_modes.append({n: m.training for n, m in model_.named_modules() if isinstance(m, torch.nn.BatchNorm2d)})
+        return out
+
+    monkeypatch.setattr(asdkit.engine, "train_steps", spying)
+    r.execute()
+    after = model.state_dict()
     moved = {k.split(".")[0] for k in after if not torch.equal(after[k], before[k])}
-    run_.model.load_state_dict(before)
-    assert moved == {"linear"} and set(out) == {"transfer_acc", "transfer_asr"}
+    assert moved == {"linear"}
+    assert len(head_modes) == 1 and head_modes[0] and not any(head_modes[0].values())  # the frozen backbone's BN in eval mode
+    assert all(p.requires_grad for p in model.parameters()) and not model.frozen_norms  # unfrozen afterwards
+    m = Record.load(r.folder).metrics
+    assert [x["phase"] for x in m] == ["transfer_head"] and {"acc", "asr"} <= set(m[0])
 
 
 def test_a_transfer_source_with_other_classes_is_refused_before_training(runs_env, tmp_path):
@@ -739,3 +867,11 @@ def test_a_transfer_source_with_other_classes_is_refused_before_training(runs_en
     config = asd_config(**{**SMALL, "defense.seed_source": str(tmp_path / "five.npz")})
     with pytest.raises(ValueError, match="seed_source.*5 classes"):
         Run(config, quiet=True)
+
+
+def test_a_transfer_source_too_small_for_the_seeds_is_refused_before_training(runs_env, tmp_path):
+    write_source(tmp_path / "six.npz", per_class=6)
+    config = asd_config(**{**SMALL, "defense.seed_source": str(tmp_path / "six.npz"), "defense.seeds_per_class": 7})
+    with pytest.raises(ValueError, match="seeds_per_class=7 cannot be drawn from seed_source"):
+        Run(config, quiet=True)
+    assert not folder_of(runs_env, config).exists()

@@ -37,7 +37,8 @@ _FRACTION = real("", 0.5, low=0, high=1, closed="neither")
 OPTIONS: tuple[Option, ...] = (
     integer("t1", 60, low=0, scales={"classroom": 6, "smoke": 2}, doc="stage 1 ends at epoch T1 (002 §5.1)"),
     integer("t2", 90, low=0, scales={"classroom": 7, "smoke": 3}, doc="stage 2 ends at epoch T2; stage 3 at T3 = epochs (002 §5.1)"),
-    Option("stages", "123", lambda v: isinstance(v, str) and v != "" and set(v) <= set("123"), "a non-empty subset of '123'",
+    Option("stages", "123", lambda v: isinstance(v, (str, int)) and not isinstance(v, bool) and str(v) != "" and set(str(v)) <= set("123"),
+           "a non-empty subset of '123' (e.g. 13)",
            "which stages run; a skipped stage's epochs go to the next stage that runs (002 Fig. 6)"),
     choice("stage1_split", "class-aware", _SPLITS, doc="the split of stage 1 (swapped for 002 Fig. 11)"),
     choice("stage2_split", "class-agnostic", _SPLITS, doc="the split of stage 2 (swapped for 002 Fig. 11)"),
