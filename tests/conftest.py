@@ -38,3 +38,14 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+def forbid_training(monkeypatch) -> None:
+    """Fail on any training step: the context's epoch and the one batch loop (supervised and semi-supervised)."""
+
+    def boom(*args, **kwargs):
+        pytest.fail("training started")
+
+    monkeypatch.setattr("asdkit.context.train_epoch", boom)
+    monkeypatch.setattr("asdkit.engine.train_steps", boom)
+    monkeypatch.setattr("asdkit.semi.train_steps", boom)

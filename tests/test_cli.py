@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import forbid_training
 
 import asdkit
 from asdkit.cli import main
@@ -19,14 +20,6 @@ TRAIN = 600
 TINY = ["--scale", "smoke", "--set", f"train_size={TRAIN}", "--set", "test_size=300"]
 SMOKE_EPOCHS = round(4000 / TRAIN)  # the smoke budget, 4,000 sample visits, over 600 images: 7 epochs
 
-
-def forbid_training(monkeypatch) -> None:
-    def boom(*args, **kwargs):
-        pytest.fail("training started")
-
-    monkeypatch.setattr("asdkit.context.train_epoch", boom)
-    monkeypatch.setattr("asdkit.engine.train_steps", boom)
-    monkeypatch.setattr("asdkit.semi.train_steps", boom)
 
 
 def test_run_prints_a_summary_line_then_json(runs_env, capsys):

@@ -8,6 +8,7 @@ from dataclasses import replace
 from types import SimpleNamespace
 
 import pytest
+from conftest import forbid_training
 import torch
 
 import asdkit
@@ -42,16 +43,6 @@ def count_training(monkeypatch) -> list[int]:
     monkeypatch.setattr(asdkit.context, "train_epoch", counting)
     return calls
 
-
-def forbid_training(monkeypatch) -> None:
-    """Fail on any training step: the context's epoch and the one batch loop (supervised and semi-supervised)."""
-
-    def boom(*args, **kwargs):
-        pytest.fail("training started")
-
-    monkeypatch.setattr("asdkit.context.train_epoch", boom)
-    monkeypatch.setattr("asdkit.engine.train_steps", boom)
-    monkeypatch.setattr("asdkit.semi.train_steps", boom)
 
 
 def weights(folder):
