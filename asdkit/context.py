@@ -100,7 +100,7 @@ class Context:
         return predict(model or self.model, self.data.x, normalize=self.data.normalize, batch_size=self.config.eval_batch_size,
                        features=features)
 
-    def train_epoch(self, index: torch.Tensor | None = None, *, loss_fn=None, weight: torch.Tensor | None = None,
+    def train_epoch(self, index: torch.Tensor | None = None, *, loss_fn=None, weight: torch.Tensor | None = None, reweight=None,
                     generator: torch.Generator | None = None, batch_size: int | None = None, model: nn.Module | None = None,
                     optimizer: torch.optim.Optimizer | None = None, data: Images | None = None, epoch: int = 0) -> EpochResult:
         """One supervised epoch over ``index`` (default all) with this phase's optimiser, scheduler and progress bar.
@@ -111,7 +111,7 @@ class Context:
         own = model is None
         return train_epoch(model or self.model, data or self.data, torch.arange(self.n) if index is None else index,
                            optimizer or self.optimizer, generator=generator or self.stream("batches", epoch),
-                           batch_size=batch_size or self.config.batch_size, loss_fn=loss_fn, weight=weight,
+                           batch_size=batch_size or self.config.batch_size, loss_fn=loss_fn, weight=weight, reweight=reweight,
                            scheduler=self.scheduler if own else None, average=self.average if own else None,
                            progress=self.progress if own else None)
 

@@ -265,12 +265,13 @@ def train_steps(model: nn.Module, batches: Iterable[Any], objective: Objective, 
 
 
 def supervised(data: Images, loss_fn: LossFn | None = None, *, generator: torch.Generator,
-               weight: torch.Tensor | None = None) -> Objective:
+               weight: torch.Tensor | None = None, reweight: Callable[[torch.Tensor], torch.Tensor] | None = None) -> Objective:
     """Supervised training on observed labels: per-sample ``loss_fn(logits, y)`` of an augmented view of each index batch.
 
     ``weight`` (an N-vector over the training set, default all 1) scales each sample's
-    loss: 1 descends, −1 ascends (unlearning), 0 skips; the batch's terms are divided by
-    the batch size, so all-ones weights give the batch mean.
+    loss: 1 descends, −1 ascends (unlearning), 0 skips; ``reweight`` maps the batch's
+    detached per-sample losses to a further factor each (LGA's sign, 003 Eq. 2). The
+    batch's terms are divided by the batch size, so all-ones weights give the batch mean.
     """
     loss_fn = loss_fn or (lambda logits, t: F.cross_entropy(logits, t, reduction="none"))
     w_all = None if weight is None else weight.to(data.device, torch.float32)
@@ -279,6 +280,8 @@ def supervised(data: Images, loss_fn: LossFn | None = None, *, generator: torch.
         idx = index.to(data.device)
         per_sample = loss_fn(model(data.view(idx, generator)), data.y[idx])
         w = (w_all[idx] if w_all is not None else 1.0) / len(idx)
+        if reweight is not None:
+            w = w * reweight(per_sample.detach().float())
         return Terms(per_sample, w, index)
 
     return objective
@@ -286,14 +289,14 @@ def supervised(data: Images, loss_fn: LossFn | None = None, *, generator: torch.
 
 def train_epoch(model: nn.Module, data: Images, index: torch.Tensor, optimizer: torch.optim.Optimizer, *,
                 generator: torch.Generator, batch_size: int = 128, loss_fn: LossFn | None = None,
-                weight: torch.Tensor | None = None, scheduler=None, average=None, progress=None) -> EpochResult:
+                weight: torch.Tensor | None = None, reweight=None, scheduler=None, average=None, progress=None) -> EpochResult:
     """One epoch of supervised training over ``data[index]`` in shuffled batches (:func:`supervised` through :func:`train_steps`).
 
     ``loss_fn`` maps (logits, labels) to per-sample losses (default cross-entropy); the
     per-sample losses of the training pass come back for free in the result.
     """
     return train_steps(model, batches(index, batch_size, generator=generator),
-                       supervised(data, loss_fn, generator=generator, weight=weight), optimizer,
+                       supervised(data, loss_fn, generator=generator, weight=weight, reweight=reweight), optimizer,
                        scheduler=scheduler, average=average, progress=progress)
 
 

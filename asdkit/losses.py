@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-__all__ = ["cross_entropy", "sce_loss", "LOSSES", "get_loss"]
+__all__ = ["cross_entropy", "sce_loss", "lga_sign", "lga_loss", "LOSSES", "get_loss"]
 
 
 def cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -26,6 +26,29 @@ def sce_loss(logits: torch.Tensor, labels: torch.Tensor, *, alpha: float = 0.1, 
     q = F.one_hot(labels, logits.shape[1]).float().clamp(min=clamp, max=1.0)
     rce = -(p * q.log()).sum(dim=1)
     return alpha * ce + beta * rce
+
+
+def lga_sign(losses: torch.Tensor, gamma: float = 0.5, *, form: str = "batch") -> torch.Tensor:
+    """The sign of local gradient ascent (ABL, Li et al. 2021; 003 Eq. 2): +1 descends a loss above γ, −1 ascends one below.
+
+    ``form="batch"``: one sign for the batch, sign(mean ℓ − γ), as in ABL's code (and 003's
+    printed E[sign(ℓ − γ)]·ℓ read at batch level): the *mean* loss is held at γ, so samples
+    learnt fast (the poisoned ones) fall far below it while slow ones stay above.
+    ``form="sample"``: sign(ℓ_i − γ) for each sample, the per-sample reading of the
+    expectation, which holds every loss near γ. sign(0) is taken as +1.
+    """
+    if form == "batch":
+        s = torch.where(losses.mean() >= gamma, 1.0, -1.0)
+        return s.expand_as(losses).to(losses.dtype)
+    if form == "sample":
+        return torch.where(losses >= gamma, 1.0, -1.0).to(losses.dtype)
+    raise ValueError(f"The 'form' parameter of lga_sign must be 'batch' or 'sample'. Got {form!r} instead.")
+
+
+def lga_loss(logits: torch.Tensor, labels: torch.Tensor, *, gamma: float = 0.5, form: str = "batch") -> torch.Tensor:
+    """The LGA objective of a batch (003 Eq. 2): mean over the batch of lga_sign(ℓ)·ℓ, ℓ the per-sample cross-entropy."""
+    ce = cross_entropy(logits, labels)
+    return (lga_sign(ce.detach(), gamma, form=form) * ce).mean()
 
 
 LOSSES = {"ce": cross_entropy, "sce": sce_loss}
