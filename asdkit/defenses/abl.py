@@ -11,6 +11,7 @@ runner counts TPR and FPR against it.
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import partial
 from typing import Any
 
@@ -63,16 +64,10 @@ def plan_abl(ctx) -> list[Phase]:
     steps = -(-n // c.batch_size)
     k = max(1, round(o.isolation_rate * n))
     return [
-        Phase("isolation", o.isolation_epochs, steps, isolation, replace_schedule(Optim.from_config(c), "constant")),
+        Phase("isolation", o.isolation_epochs, steps, isolation, replace(Optim.from_config(c), schedule="constant", milestones=())),
         Phase("training", ctx.epochs, -(-(n - k) // c.batch_size), training, Optim.from_config(c)),
         Phase("unlearning", o.unlearn_epochs, -(-k // c.batch_size), unlearning, Optim("sgd", o.unlearn_lr, 0.9, c.weight_decay)),
     ]
-
-
-def replace_schedule(optim: Optim, schedule: str) -> Optim:
-    from dataclasses import replace
-
-    return replace(optim, schedule=schedule, milestones=())
 
 
 SPEC = DefenseSpec(
