@@ -30,6 +30,7 @@ __all__ = [
     "meta_layers_default",
     "conv_layers",
     "channel_activations",
+    "channel_layers",
     "split_backbone_head",
 ]
 
@@ -71,6 +72,9 @@ class ResNet18(_Classifier):
 
     layer_groups = ("conv1", "bn1", "layer1", "layer2", "layer3", "layer4", "linear")
     meta_layers = 3  # layer3, layer4 (half of the four residual stages) and the linear layer
+    # PIPD's channel layers (the authors' hooks): every conv of layer2-layer4 and their shortcut branches (after BN)
+    channel_layers = tuple(f"layer{k}.{b}.{part}" for k in (2, 3, 4) for b, parts in ((0, ("conv1", "shortcut", "conv2")), (1, ("conv1", "conv2")))
+                           for part in parts)
 
     def __init__(self, num_classes: int = 10, in_channels: int = 3, width: int = 64) -> None:
         super().__init__()
@@ -114,6 +118,8 @@ class CompactResNet(_Classifier):
 
     layer_groups = ("layer1", "layer2", "layer3", "linear")
     meta_layers = 2  # layer3 (the last of three stages: the nearest to half) and the linear layer
+    # PIPD's channel layers: every conv but the first stage's, as ResNet-18 leaves out its stem and layer1
+    channel_layers = ("layer2.conv", "layer2.res.0", "layer3.conv", "layer3.res.0")
 
     def __init__(self, num_classes: int = 10, in_channels: int = 1, widths: tuple[int, int, int] = (32, 64, 128)) -> None:
         super().__init__()
@@ -240,26 +246,44 @@ def conv_layers(model: nn.Module) -> list[tuple[str, nn.Conv2d]]:
     return [(name, m) for name, m in model.named_modules() if isinstance(m, nn.Conv2d)]
 
 
+def channel_layers(model: nn.Module) -> tuple[str, ...]:
+    """The layers whose channels PIPD compares (003 Section 3.2): ``model.channel_layers``, else every conv layer."""
+    return tuple(getattr(model, "channel_layers", ())) or tuple(name for name, _ in conv_layers(model))
+
+
 @torch.no_grad()
-def channel_activations(model: nn.Module, x: torch.Tensor, layers: list[str] | None = None) -> dict[str, torch.Tensor]:
-    """Per-channel activations (spatial mean of each conv output, N × C) of the named conv layers.
+def channel_activations(model: nn.Module, x: torch.Tensor, layers: list[str] | tuple[str, ...] | None = None, *,
+                        pooling: str = "max", normalize=None, batch_size: int = 1024) -> dict[str, torch.Tensor]:
+    """Per-sample, per-channel activations (N × C, float32, CPU) of the named layers, pooled over space.
 
     PIPD (003 Section 3.2) compares these per channel between a suspected-poisoned and a
-    suspected-benign subset. ``x`` must already be normalised; ``layers`` defaults to all.
+    suspected-benign subset. ``pooling="max"`` is the global max of each channel, as the
+    authors' code pools; ``"mean"`` the spatial mean. A conv layer gives its raw output (before
+    BatchNorm and ReLU); a shortcut branch its output after its BatchNorm — the authors'
+    hooks. ``layers`` defaults to :func:`channel_layers`. Eval mode, no autograd, batches of
+    ``batch_size``; ``x`` is normalised by ``normalize`` (uint8 images) or already normalised.
     """
-    convs = dict(conv_layers(model))
-    names = list(convs) if layers is None else layers
-    unknown = [n for n in names if n not in convs]
+    if pooling not in ("max", "mean"):
+        raise ValueError(f"The 'pooling' parameter of channel_activations must be 'max' or 'mean'. Got {pooling!r} instead.")
+    names = list(channel_layers(model) if layers is None else layers)
+    modules = dict(model.named_modules())
+    unknown = [n for n in names if n not in modules]
     if unknown:
-        raise ValueError(f"Unknown conv layer(s) {unknown}; this model has {list(convs)[:5]}...")
-    out: dict[str, torch.Tensor] = {}
-    hooks = [convs[n].register_forward_hook(lambda m, i, o, n=n: out.__setitem__(n, o.mean(dim=(2, 3)))) for n in names]
+        raise ValueError(f"Unknown layer(s) {unknown}; this model's channel layers are {list(channel_layers(model))[:6]}...")
+    chunks: dict[str, list[torch.Tensor]] = {n: [] for n in names}
+
+    def pool(o: torch.Tensor) -> torch.Tensor:
+        return (o.amax(dim=(2, 3)) if pooling == "max" else o.mean(dim=(2, 3))).float().cpu()
+
+    hooks = [modules[n].register_forward_hook(lambda m, i, o, n=n: chunks[n].append(pool(o))) for n in names]
     was_training = model.training
     try:
         model.eval()
-        model(x)
+        for start in range(0, len(x), batch_size):
+            xb = x[start:start + batch_size]
+            model(normalize(xb) if normalize is not None else xb)
     finally:
         model.train(was_training)
         for h in hooks:
             h.remove()
-    return out
+    return {n: torch.cat(c) if c else torch.zeros(0) for n, c in chunks.items()}

@@ -84,34 +84,46 @@ def test_split_backbone_head_recomposes_the_model():
         assert head is model.linear
 
 
-def test_channel_activations_are_spatial_means_of_conv_outputs():
+def test_channel_activations_mean_pooling_is_the_spatial_mean_of_conv_outputs():
     torch.manual_seed(0)
     model = CompactResNet(4, 1, widths=(4, 8, 16))
     model(torch.randn(8, 1, 28, 28))  # train-mode pass: BN running stats leave (0, 1)
     model.train()
     x = torch.randn(5, 1, 28, 28)
-    acts = channel_activations(model, x, ["layer1.conv", "layer2.conv", "layer3.res.0"])
+    acts = channel_activations(model, x, ["layer1.conv", "layer2.conv", "layer3.res.0"], pooling="mean")
+    maxed = channel_activations(model, x, ["layer1.conv"])
     assert set(acts) == {"layer1.conv", "layer2.conv", "layer3.res.0"}
     assert model.training, "the model's mode must be restored"
     model.eval()
     with torch.no_grad():
         h1 = model.layer1(x)
         torch.testing.assert_close(acts["layer1.conv"], model.layer1.conv(x).mean(dim=(2, 3)))
+        torch.testing.assert_close(maxed["layer1.conv"], model.layer1.conv(x).amax(dim=(2, 3)))  # the default: global max
         torch.testing.assert_close(acts["layer2.conv"], model.layer2.conv(h1).mean(dim=(2, 3)))
         s3 = torch.relu(model.layer3.bn(torch.max_pool2d(model.layer3.conv(model.layer2(h1)), 2)))
         torch.testing.assert_close(acts["layer3.res.0"], model.layer3.res[0](s3).mean(dim=(2, 3)))
     assert acts["layer1.conv"].shape == (5, 4) and acts["layer2.conv"].shape == (5, 8)
 
 
-def test_channel_activations_default_to_every_conv_and_remove_their_hooks():
+def test_channel_activations_default_to_the_models_channel_layers_and_remove_their_hooks():
     model = CompactResNet(4, 1, widths=(4, 8, 16))
     convs = conv_layers(model)
     assert [n for n, _ in convs][:2] == ["layer1.conv", "layer1.res.0"]
     before = [len(m._forward_hooks) for _, m in convs]
-    acts = channel_activations(model, torch.randn(2, 1, 28, 28))
-    assert set(acts) == {n for n, _ in convs}
-    assert all(acts[n].shape == (2, m.out_channels) for n, m in convs)
+    acts = channel_activations(model, torch.randn(70, 1, 28, 28), batch_size=32)  # three batches
+    assert list(acts) == ["layer2.conv", "layer2.res.0", "layer3.conv", "layer3.res.0"]
+    assert all(acts[n].shape == (70, 8 if n.startswith("layer2") else 16) for n in acts)
     assert [len(m._forward_hooks) for _, m in convs] == before == [0] * len(convs)
+
+
+def test_resnet18_channel_layers_are_the_authors_fifteen():
+    from asdkit.models import ResNet18, channel_layers
+
+    model = ResNet18(10, 3, width=8)
+    names = channel_layers(model)
+    assert len(names) == 15 and names[:5] == ("layer2.0.conv1", "layer2.0.shortcut", "layer2.0.conv2", "layer2.1.conv1", "layer2.1.conv2")
+    acts = channel_activations(model, torch.randn(3, 3, 32, 32))
+    assert [a.shape[1] for a in acts.values()] == [16] * 5 + [32] * 5 + [64] * 5
 
 
 def test_channel_activations_reject_unknown_layers_and_clean_up_after_errors():

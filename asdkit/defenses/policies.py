@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["class_aware_loss_split", "class_agnostic_loss_split", "meta_split", "lowest_fraction", "lowest_count"]
+__all__ = ["class_aware_loss_split", "class_agnostic_loss_split", "meta_split", "lowest_fraction", "lowest_count",
+           "natural_break", "exact_two_class_break", "natural_breaks_split"]
 
 
 def _check_scores(scores: torch.Tensor, name: str) -> None:
@@ -77,3 +78,48 @@ def meta_split(loss_reduction: torch.Tensor, *, rate: float = 0.5) -> torch.Tens
     """
     _check_scores(loss_reduction, "loss_reduction")
     return lowest_fraction(loss_reduction, rate)
+
+
+def exact_two_class_break(scores: torch.Tensor) -> float:
+    """The two-class natural break by sorting and prefix sums: the upper bound of the low class that minimises the within-class SSE.
+
+    Two-class Fisher-Jenks is exact in 1-D: over the N − 1 cut positions of the sorted
+    scores, SSE(k) = Σx² − (Σ_low)²/k − (Σ_high)²/(N − k). O(N log N); the cross-check of
+    :func:`natural_break` (jenkspy).
+    """
+    _check_scores(scores, "scores")
+    s = torch.sort(scores.double().cpu()).values
+    n = len(s)
+    if n < 2:
+        raise ValueError(f"A two-class break needs at least 2 scores. Got {n}.")
+    prefix = torch.cumsum(s, 0)
+    k = torch.arange(1, n, dtype=torch.float64)
+    low, total = prefix[:-1], prefix[-1]
+    sse = -(low ** 2) / k - ((total - low) ** 2) / (n - k)  # Σx² is the same for every cut
+    return float(s[int(torch.argmin(sse))])
+
+
+def natural_break(scores: torch.Tensor, *, method: str = "jenks") -> float:
+    """The break between two natural classes of ``scores`` (003 Eq. 8): jenkspy's Fisher-Jenks, or the exact sort-and-prefix-sum split.
+
+    Returns the upper bound of the low class (jenkspy's ``breaks[1]``).
+    """
+    if method == "exact":
+        return exact_two_class_break(scores)
+    if method != "jenks":
+        raise ValueError(f"The 'method' parameter of natural_break must be 'jenks' or 'exact'. Got {method!r} instead.")
+    import jenkspy
+
+    _check_scores(scores, "scores")
+    return float(jenkspy.jenks_breaks(scores.double().cpu().numpy(), n_classes=2)[1])
+
+
+def natural_breaks_split(scores: torch.Tensor, *, method: str = "jenks") -> tuple[torch.Tensor, float]:
+    """PIPD's isolation (003 Section 3.2): the high-score natural class is flagged as poisoned; returns (the clean-pool mask, the break).
+
+    Tie rule: a score equal to the break belongs to the low class (the break is its upper
+    bound), so D_C = scores <= break. The authors' code flags scores >= break, which also
+    flags the low class's largest sample (an off-by-one inherited from NONE).
+    """
+    cut = natural_break(scores, method=method)
+    return scores.cpu() <= cut, cut
