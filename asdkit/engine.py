@@ -265,12 +265,13 @@ def train_steps(model: nn.Module, batches: Iterable[Any], objective: Objective, 
 
 
 def supervised(data: Images, loss_fn: LossFn | None = None, *, generator: torch.Generator,
-               weight: torch.Tensor | None = None, reweight: Callable[[torch.Tensor], torch.Tensor] | None = None) -> Objective:
+               weight: torch.Tensor | None = None, reweight: Callable[..., torch.Tensor] | None = None) -> Objective:
     """Supervised training on observed labels: per-sample ``loss_fn(logits, y)`` of an augmented view of each index batch.
 
     ``weight`` (an N-vector over the training set, default all 1) scales each sample's
-    loss: 1 descends, −1 ascends (unlearning), 0 skips; ``reweight`` maps the batch's
-    detached per-sample losses to a further factor each (LGA's sign, 003 Eq. 2). The
+    loss: 1 descends, −1 ascends (unlearning), 0 skips; ``reweight(losses, logits, labels,
+    index)`` maps the batch's detached per-sample losses and logits to a further factor each
+    (LGA's sign, 003 Eq. 2; PIPD's selective training, Eq. 10). The
     batch's terms are divided by the batch size, so all-ones weights give the batch mean.
     """
     loss_fn = loss_fn or (lambda logits, t: F.cross_entropy(logits, t, reduction="none"))
@@ -278,10 +279,11 @@ def supervised(data: Images, loss_fn: LossFn | None = None, *, generator: torch.
 
     def objective(model: nn.Module, index: torch.Tensor) -> Terms:
         idx = index.to(data.device)
-        per_sample = loss_fn(model(data.view(idx, generator)), data.y[idx])
+        logits = model(data.view(idx, generator))
+        per_sample = loss_fn(logits, data.y[idx])
         w = (w_all[idx] if w_all is not None else 1.0) / len(idx)
         if reweight is not None:
-            w = w * reweight(per_sample.detach().float())
+            w = w * reweight(per_sample.detach().float(), logits.detach(), data.y[idx], idx)
         return Terms(per_sample, w, index)
 
     return objective

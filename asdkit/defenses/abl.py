@@ -12,7 +12,6 @@ runner counts TPR and FPR against it.
 from __future__ import annotations
 
 from dataclasses import replace
-from functools import partial
 from typing import Any
 
 import torch
@@ -33,6 +32,11 @@ OPTIONS = (
 )
 
 
+def lga_reweight(gamma: float, form: str):
+    """LGA (003 Eq. 2) as the one step's reweight: the sign of each loss (or of the batch mean) against γ."""
+    return lambda losses, *_: lga_sign(losses, gamma, form=form)
+
+
 def isolated(ctx) -> torch.Tensor:
     """D_P: the isolation_rate·N samples of lowest CE under the LGA-trained model, chosen once and kept in ctx.state."""
     if "isolated" not in ctx.state:
@@ -43,7 +47,7 @@ def isolated(ctx) -> torch.Tensor:
 def plan_abl(ctx) -> list[Phase]:
     """Isolation (LGA) → training on the rest → unlearning of the isolated set."""
     o, c, n = ctx.options, ctx.config, ctx.n
-    lga = partial(lga_sign, gamma=o.gamma, form=o.lga_form)
+    lga = lga_reweight(o.gamma, o.lga_form)
 
     def isolation(ctx, epoch: int) -> dict[str, Any]:
         result = ctx.train_epoch(reweight=lga, epoch=epoch)
