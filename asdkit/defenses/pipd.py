@@ -112,4 +112,10 @@ SPEC = DefenseSpec(
     plan=plan_pipd,
     options=OPTIONS,
     summary="PIPD: LGA pre-isolation, progressive channel-discrepancy isolation with natural breaks, selective training (003)",
+    presets={
+        # 003 implementation details: 200 pre-isolation epochs (SGD 0.1 of the paper preset), T = 8, 20 of selective training.
+        "paper": dict(epochs=200),
+        # Smoke: as ABL's, enough images for the LGA model to learn the trigger within seconds.
+        "smoke": dict(train_size=10000, budget=20000),
+    },
 )

@@ -1,0 +1,109 @@
+"""Tests of PIPD on the shared core: selective training's weights (Eq. 10), the progressive rounds (Eq. 9), isolation, resume."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+import asdkit
+from asdkit import make_config
+from asdkit.defenses.pipd import selective_weights
+from asdkit.engine import Images, Normalizer, train_epoch
+from asdkit.records import Record
+from asdkit.runner import Run
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def _one_step(benign, sample, operation="selective"):
+    """One SGD step (no momentum) on the single training sample ``sample``; returns (parameters moved?, model)."""
+    torch.manual_seed(0)
+    x = torch.randint(0, 256, (4, 1, 4, 4), dtype=torch.uint8)
+    y = torch.tensor([0, 1, 0, 1])
+    data = Images(x, y, Normalizer((0.5,), (0.25,), torch.device("cpu"), channels_last=False), 2, pad=0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 2))
+    before = [p.detach().clone() for p in model.parameters()]
+    with torch.no_grad():
+        predicted = model(data.normalize(x)).argmax(1)
+    train_epoch(model, data, torch.tensor([sample]), torch.optim.SGD(model.parameters(), lr=0.5), generator=torch.Generator(),
+                batch_size=1, reweight=selective_weights(benign, 1.0, operation))
+    moved = any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    return moved, predicted
+
+
+def test_selective_training_leaves_untouched_what_a_sample_not_mapped_to_its_label_would_move():
+    benign = torch.tensor([True, True, False, False])  # samples 2 and 3 are in D̂_p
+    _, predicted = _one_step(benign, 0)
+    y = torch.tensor([0, 1, 0, 1])
+    right = [i for i in (2, 3) if predicted[i] == y[i]]
+    wrong = [i for i in (2, 3) if predicted[i] != y[i]]
+    assert right and wrong, "the toy must have one D̂_p sample of each kind"
+    assert _one_step(benign, wrong[0])[0] is False  # 1(f(x) = y) = 0: no gradient
+    assert _one_step(benign, right[0])[0] is True  # ascent where the model still maps it to its label
+    assert _one_step(benign, wrong[0], operation="unlearn")[0] is True  # ABL's unlearning ascends on every isolated sample
+    assert _one_step(benign, 0)[0] is True  # descent on D̂_b
+
+
+def test_selective_weights_give_each_set_its_own_mean():
+    benign = torch.tensor([True, True, True, False])
+    losses, labels = torch.ones(4), torch.tensor([0, 0, 0, 1])
+    logits = torch.tensor([[1.0, 0.0]] * 3 + [[0.0, 1.0]])  # sample 3 is mapped to its label
+    w = selective_weights(benign, 2.0, "selective")(losses, logits, labels, torch.arange(4)) / 4  # as the step divides by B
+    assert w.tolist() == pytest.approx([1 / 3] * 3 + [-2.0])
+
+
+@pytest.fixture(scope="module")
+def pipd_run(fmnist_dir, tmp_path_factory, one_thread):
+    root = tmp_path_factory.mktemp("pipd")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ASDKIT_DATA", str(fmnist_dir))
+        summary = asdkit.run(make_config("smoke", defense="pipd"), quiet=True, root=root)
+        none = asdkit.run(make_config("smoke", overrides={"train_size": 10000, "budget": 20000}), quiet=True, root=root)
+    return summary, none, Record.load(summary["record"])
+
+
+def test_pipd_isolates_the_poison_and_lowers_asr_at_smoke_scale(pipd_run):
+    summary, none, rec = pipd_run
+    assert rec.metric("phase") == ["pre_isolation"] * 2 + ["isolation"] * 8 + ["training"] * 2
+    assert summary["tpr"] >= 0.95 and summary["fpr"] <= 0.01, (summary["tpr"], summary["fpr"])
+    assert summary["asr"] < none["asr"] - 0.5, (summary["asr"], none["asr"])
+
+
+def test_each_round_is_recorded_and_the_benign_pool_only_grows(pipd_run):
+    _, _, rec = pipd_run
+    rounds = [e for e, m in enumerate(rec.metrics) if m["phase"] == "isolation"]
+    assert [rec.metrics[e]["round"] for e in rounds] == list(range(1, 9))
+    for e in rounds:
+        scores, pool, cut = rec.epoch_array("pipd_score", e), rec.epoch_array("clean_pool", e), rec.metrics[e]["jenks_break"]
+        assert scores[pool].max() <= scores[~pool].min()  # the high natural class is isolated (scores kept as float16)
+        assert scores[pool].max() <= cut * 1.001 + 1e-3
+        assert rec.metrics[e]["isolated"] == int((~pool).sum())
+        for layer in ("layer2.conv", "layer3.res.0"):
+            assert len(rec.epoch_array(f"channels/{layer}", e)) >= 1
+    p_b = [rec.epoch_array("p_b", e) for e in rounds]
+    assert all(bool((a <= b).all()) for a, b in zip(p_b, p_b[1:]))  # Eq. 9: P_b^{t+1} ⊇ P_b^t
+
+
+def test_a_killed_pipd_run_resumes_identically(runs_env, monkeypatch):
+    config = make_config("smoke", defense="pipd", overrides={"train_size": 3000, "budget": 3000, "defense.rounds": 3,
+                                                              "defense.train_epochs": 1})
+    reference = asdkit.run(config, quiet=True, root=runs_env / "a")
+    real, calls = Run._checkpoint, []
+
+    def dying(self, phase, epoch):
+        real(self, phase, epoch)
+        calls.append(1)
+        if len(calls) == 3:  # after the second isolation round
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(Run, "_checkpoint", dying)
+    with pytest.raises(KeyboardInterrupt):
+        asdkit.run(config, quiet=True, root=runs_env / "b")
+    monkeypatch.setattr(Run, "_checkpoint", real)
+    resumed = asdkit.run(config, quiet=True, root=runs_env / "b")
+    a, b = Record.load(reference["record"]), Record.load(resumed["record"])
+    assert a.metric("acc") == b.metric("acc") and a.metric("jenks_break") == b.metric("jenks_break")
+    assert torch.equal(a.epoch_array("clean_pool"), b.epoch_array("clean_pool"))
+    assert Path(resumed["record"]).name == Path(reference["record"]).name
