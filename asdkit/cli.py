@@ -151,6 +151,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as exc:  # bad input: one clear line, no traceback
         print(f"asdkit: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `asdkit options | head`: the reader left; not an error
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         print("asdkit: interrupted; the run resumes from its last finished epoch next time.", file=sys.stderr)
         return 130
