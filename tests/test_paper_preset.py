@@ -83,3 +83,27 @@ def test_paper_preset_of_asd_ends_at_epoch_100_on_gtsrb_unless_told_otherwise():
     with pytest.raises(ValueError, match="t1=60, t2=90, epochs=50"):  # refused in make_config, before any data loads
         make_config("paper", defense="asd", overrides={"dataset": "gtsrb", "epochs": 50})
     assert make_config("paper", overrides={"dataset": "gtsrb"}).epochs == 200  # no defense: 002 B.2's 200 epochs
+
+
+@needs_cifar_mini
+@pytest.mark.parametrize("defense,phases", [
+    ("abl", {"isolation": 1, "training": 1, "unlearning": 1}),
+    ("pipd", {"pre_isolation": 1, "isolation": 2, "training": 1}),
+])
+def test_paper_presets_of_abl_and_pipd_run_every_phase_with_resnet18_on_cifar10_mini(runs_env, one_thread, defense, phases):
+    """The code path a GPU user runs with --scale paper, at tiny size: ResNet-18's 15 PIPD channel layers included."""
+    options = {"abl": {"defense.isolation_epochs": 1, "defense.unlearn_epochs": 1},
+               "pipd": {"defense.rounds": 2, "defense.train_epochs": 1}}[defense]
+    c = make_config("paper", defense=defense, overrides={
+        "dataset": str(CIFAR_MINI), "train_size": 200, "test_size": 20, "epochs": 1, "milestones": [], "batch_size": 50,
+        "eval_batch_size": 100, "model_args": {"width": 8}, **options})
+    assert (c.optimizer, c.lr) == ("sgd", 0.1)
+    s = run(c, quiet=True)
+    assert s["phases"] == phases and 0 <= s["tpr"] <= 1 and 0 <= s["fpr"] <= 1
+    if defense == "pipd":
+        from asdkit import Record
+
+        rec = Record.load(s["record"])
+        e = rec.metric("phase").index("isolation")
+        assert sum(k.startswith("channels/") for k in rec.epoch_arrays) == 15
+        assert len(rec.epoch_array("channels/layer4.1.conv2", e)) == 3  # ceil(0.04 · 64) at width 8
