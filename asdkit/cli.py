@@ -72,12 +72,12 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 def _options_table(defense: str | None) -> str:
-    from .config import SCALES, _spec, config_fields
+    from .config import SCALES, config_fields, defense_spec
     from .options import format_table
 
     if defense is None:
         return format_table(config_fields(), SCALES, title="Config fields (--set NAME=VALUE; --scale, --defense, --attack... for the flags):")
-    spec = _spec(defense)
+    spec = defense_spec(defense)
     if not spec.options:
         return f"{defense} takes no options."
     return format_table(spec.options, SCALES, title=f"Options of {defense} (--set defense.NAME=VALUE): {spec.summary}")

@@ -20,7 +20,7 @@ from typing import Any
 from .options import Option, Options, check_value, choice, integer, real, resolve, text
 
 __all__ = ["RunConfig", "SCALES", "make_config", "parse_assignment", "config_hash", "config_fields", "validate",
-           "defense_options", "resolve_epochs"]
+           "defense_options", "defense_spec", "resolve_epochs"]
 
 SCALES = ("smoke", "classroom", "paper")
 
@@ -140,7 +140,8 @@ def _field(name: str) -> Option:
     return next(o for o in config_fields() if o.name == name)
 
 
-def _spec(defense: str):
+def defense_spec(defense: str):
+    """The registered :class:`~asdkit.defenses.DefenseSpec` of ``defense``; an unknown name raises the 'defense' field's error."""
     from .defenses import DEFENSES, PLANNED_DEFENSES
 
     if defense not in DEFENSES:
@@ -157,7 +158,7 @@ def make_config(scale: str = "classroom", *, defense: str = "none", overrides: d
     (they choose the preset: pass them as arguments, ``--scale``/``--defense`` on the CLI).
     """
     check_value(_field("scale"), scale, "parameter of make_config")
-    spec = _spec(defense)
+    spec = defense_spec(defense)
     overrides = dict(overrides or {})
     for key in ("scale", "defense"):
         if key in overrides:
@@ -196,7 +197,7 @@ def make_config(scale: str = "classroom", *, defense: str = "none", overrides: d
 
 def defense_options(config: RunConfig) -> Options:
     """The defense's options of ``config``: its declared defaults at the config's scale, updated by ``defense_args``."""
-    spec = _spec(config.defense)
+    spec = defense_spec(config.defense)
     return resolve(spec.options, config.defense_args, scale=config.scale, owner=config.defense, what="defense option(s)")
 
 
@@ -237,7 +238,7 @@ def validate(config: RunConfig) -> None:
     unknown = sorted(set(config.model_args) - allowed)
     if unknown:
         raise ValueError(f"The 'model_args' field has option(s) {unknown} that model {config.model!r} does not take; it takes {sorted(allowed) or 'none'}.")
-    spec = _spec(config.defense)
+    spec = defense_spec(config.defense)
     options = defense_options(config)
     if spec.constraints is not None:
         spec.constraints(config, options)

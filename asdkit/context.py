@@ -65,6 +65,7 @@ class Context:
     pending_arrays: dict[str, torch.Tensor] = field(default_factory=dict)
     pending_snapshots: dict[str, dict[str, Any]] = field(default_factory=dict)
     pool_score: torch.Tensor | None = None
+    pool_hard_fraction: float = 0.1
 
     # -- facts about the data --------------------------------------------------------------
     @property
@@ -90,26 +91,25 @@ class Context:
         return stream(self.config.seed, self.phase, purpose, *parts)
 
     # -- engine verbs ----------------------------------------------------------------------
-    def score(self, loss_fn, model: nn.Module | None = None, data: Images | None = None) -> torch.Tensor:
+    def score(self, loss_fn, model: nn.Module | None = None) -> torch.Tensor:
         """Per-sample loss of every training sample (observed label) under ``model`` (default the trained one), eval mode."""
-        d = data or self.data
+        d = self.data
         return score(model or self.model, d.x, d.y, loss_fn, normalize=d.normalize, batch_size=self.config.eval_batch_size)
 
-    def predict(self, model: nn.Module | None = None, *, features: bool = False) -> torch.Tensor:
-        """Logits (or backbone features) of every training image, eval mode."""
-        return predict(model or self.model, self.data.x, normalize=self.data.normalize, batch_size=self.config.eval_batch_size,
-                       features=features)
+    def predict(self, model: nn.Module | None = None) -> torch.Tensor:
+        """Logits of every training image, eval mode."""
+        return predict(model or self.model, self.data.x, normalize=self.data.normalize, batch_size=self.config.eval_batch_size)
 
     def train_epoch(self, index: torch.Tensor | None = None, *, loss_fn=None, weight: torch.Tensor | None = None, reweight=None,
                     generator: torch.Generator | None = None, batch_size: int | None = None, model: nn.Module | None = None,
-                    optimizer: torch.optim.Optimizer | None = None, data: Images | None = None, epoch: int = 0) -> EpochResult:
+                    optimizer: torch.optim.Optimizer | None = None, epoch: int = 0) -> EpochResult:
         """One supervised epoch over ``index`` (default all) with this phase's optimiser, scheduler and progress bar.
 
         Given another ``model`` and ``optimizer`` (the virtual model), it trains those,
         without the phase's scheduler and progress bar.
         """
         own = model is None
-        return train_epoch(model or self.model, data or self.data, torch.arange(self.n) if index is None else index,
+        return train_epoch(model or self.model, self.data, torch.arange(self.n) if index is None else index,
                            optimizer or self.optimizer, generator=generator or self.stream("batches", epoch),
                            batch_size=batch_size or self.config.batch_size, loss_fn=loss_fn, weight=weight, reweight=reweight,
                            scheduler=self.scheduler if own else None, average=self.average if own else None,
@@ -125,13 +125,15 @@ class Context:
         self.pending.update(metrics)
         self.pending_arrays.update(arrays or {})
 
-    def log_pool(self, clean_pool: torch.Tensor, *, score: torch.Tensor | None = None) -> None:
+    def log_pool(self, clean_pool: torch.Tensor, *, score: torch.Tensor | None = None, hard_fraction: float = 0.1) -> None:
         """Record this epoch's clean pool D_C (a bool mask over the training set).
 
         The runner adds what the ground truth says of it (poisoned samples in D_C, clean-hard
-        samples in D_C, where clean-hard are the clean samples of largest ``score``).
+        samples in D_C, where clean-hard are the ``hard_fraction``·N clean samples of largest
+        ``score``: 002 Section 5.2, 5,000 of 50,000).
         """
         self.pool_score = None if score is None else score.detach().float().cpu()
+        self.pool_hard_fraction = hard_fraction
         self.log(arrays={"clean_pool": clean_pool.detach().cpu().clone()}, pool_size=int(clean_pool.sum()),
                  pool_per_class=torch.bincount(self.labels[clean_pool.cpu()], minlength=self.num_classes).tolist())
 
@@ -141,7 +143,7 @@ class Context:
 
     def save_weights(self, name: str, *, model: nn.Module | None = None, file: str | None = None, **info: Any) -> None:
         """Save weights (default the trained model's) once as ``<name>.pt``; the snapshot ``name`` points to the file."""
-        from .records import save_atomic
+        from ._io import save_atomic
 
         file = file or f"{name}.pt"
         save_atomic((model or self.model).state_dict(), self.folder / file)

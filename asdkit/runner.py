@@ -168,7 +168,7 @@ class Run:
         out = {"poison_in_pool": int((pool & is_poison).sum())}
         score = self.ctx.pool_score
         if score is not None:  # clean-hard: the hard_fraction·N clean samples of largest score (002 Section 5.2)
-            k = int(round(self.ctx.options.get("clean_hard_fraction", 0.1) * len(score)))
+            k = int(round(self.ctx.pool_hard_fraction * len(score)))
             clean_index = (~is_poison).nonzero().squeeze(1)
             hard = torch.zeros_like(is_poison)
             hard[clean_index[torch.argsort(score[clean_index], descending=True, stable=True)[:k]]] = True

@@ -166,7 +166,7 @@ def plan_asd(ctx) -> list[Phase]:
                 ctx.log(arrays={"virtual_loss": virtual, "loss_reduction": losses - virtual})
             else:
                 clean = splits[s, o[f"stage{s}_split"]](epoch, losses)
-            ctx.log_pool(clean, score=losses)
+            ctx.log_pool(clean, score=losses, hard_fraction=o.clean_hard_fraction)
             ctx.log(arrays={"l1_loss": losses}, stage=s, split_seconds=round(time.perf_counter() - t0, 3))
             stats = SEMI_METHODS[o.semi](ctx.model, data, torch.cat([clean, extra]), ctx.optimizer, epoch=epoch, config=mm,
                                          generator=ctx.stream("mixmatch", epoch), scheduler=ctx.scheduler,
