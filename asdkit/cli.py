@@ -112,6 +112,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     reused = " (reused finished record)" if summary.get("reused") else ""
     print(f"{config.defense} vs {config.attack} {config.rate:.0%} on {config.dataset} ({config.scale}): "
           f"ACC {summary['acc']:.2%}  ASR {asr:.2%}{extra}  {summary['epochs']} epochs  {summary['seconds']:.0f} s{reused}  -> {summary['record']}")
+    from .defenses import DEFENSES
+
+    if "tpr" in summary and DEFENSES[config.defense].isolated:
+        print(f"  (TPR/FPR count as isolated: {DEFENSES[config.defense].isolated})")
     if args.json:
         print(json.dumps(summary))
     return 0

@@ -66,6 +66,7 @@ class Context:
     pending_snapshots: dict[str, dict[str, Any]] = field(default_factory=dict)
     pool_score: torch.Tensor | None = None
     pool_hard_fraction: float = 0.1
+    pending_faults: dict[str, float] = field(default_factory=dict)
 
     # -- facts about the data --------------------------------------------------------------
     @property
@@ -136,6 +137,15 @@ class Context:
         self.pool_hard_fraction = hard_fraction
         self.log(arrays={"clean_pool": clean_pool.detach().cpu().clone()}, pool_size=int(clean_pool.sum()),
                  pool_per_class=torch.bincount(self.labels[clean_pool.cpu()], minlength=self.num_classes).tolist())
+
+    def request_faults(self, key: str, ratio: float) -> None:
+        """Ask the runner to swap ``ratio`` of the samples in the mask ``state[key]`` for random benign ones after this epoch (003 Table 3).
+
+        The fault-ratio experiment needs the ground truth, so the runner does it, as the
+        paper's authors did by hand: the defense only learns that its mask was changed.
+        """
+        if ratio > 0:
+            self.pending_faults[key] = float(ratio)
 
     def snapshot(self, name: str, **values: Any) -> None:
         """Store tensors or numbers under the record's snapshot ``name`` (what a figure needs at a named moment)."""

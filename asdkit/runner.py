@@ -146,10 +146,11 @@ class Run:
 
     def _epoch(self, pi: int, phase: Phase, e: int) -> None:
         ctx = self.ctx
-        ctx.pending, ctx.pending_arrays, ctx.pool_score = {}, {}, None
+        ctx.pending, ctx.pending_arrays, ctx.pool_score, ctx.pending_faults = {}, {}, None, {}
         t0 = time.perf_counter()
         out = phase.run(ctx, phase.first_epoch + e) or {}
         train_seconds = time.perf_counter() - t0
+        self._inject_faults()
         metrics = ctx.evaluate() if phase.evaluate else {}
         self.seconds += time.perf_counter() - t0
         metrics.update(phase=phase.name, phase_epoch=e, **out, **ctx.pending, **self._pool_truth(),
@@ -159,13 +160,31 @@ class Run:
         self.record.save()  # record first, then checkpoint: a crash between them only repeats an epoch
         self._checkpoint(pi, e + 1)
 
+    def _inject_faults(self) -> None:
+        """003 Table 3: swap the requested share of a defense's mask for random benign samples outside it (ground truth, runner only)."""
+        for key, ratio in sorted(self.ctx.pending_faults.items()):
+            mask = self.ctx.state[key]
+            members = mask.nonzero().squeeze(1)
+            k = int(round(ratio * len(members)))
+            g = stream(self.config.seed, "faults", key)
+            outside = (~mask.cpu() & ~self.truth.is_poison).nonzero().squeeze(1)
+            drop = members[torch.randperm(len(members), generator=g)[:k]]
+            add = outside[torch.randperm(len(outside), generator=g)[:k]].to(mask.device)
+            new = mask.clone()
+            new[drop], new[add] = False, True
+            self.ctx.state[key] = new
+            self.ctx.log(**{f"faults/{key}": k, f"benign_in/{key}": int((new.cpu() & ~self.truth.is_poison).sum())})
+
     def _pool_truth(self) -> dict[str, Any]:
         """What the ground truth says of the pool the defense logged this epoch (never shown to the defense)."""
         pool = self.ctx.pending_arrays.get("clean_pool")
         if pool is None:
             return {}
         is_poison = self.truth.is_poison
-        out = {"poison_in_pool": int((pool & is_poison).sum())}
+        flagged = ~pool  # isolated as (possibly) poisoned: 003 Table 2's TPR and FPR
+        out = {"poison_in_pool": int((pool & is_poison).sum()),
+               "tpr": float((flagged & is_poison).sum() / max(1, int(is_poison.sum()))),
+               "fpr": float((flagged & ~is_poison).sum() / max(1, int((~is_poison).sum())))}
         score = self.ctx.pool_score
         if score is not None:  # clean-hard: the hard_fraction·N clean samples of largest score (002 Section 5.2)
             k = int(round(self.ctx.pool_hard_fraction * len(score)))

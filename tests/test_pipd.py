@@ -107,3 +107,46 @@ def test_a_killed_pipd_run_resumes_identically(runs_env, monkeypatch):
     assert a.metric("acc") == b.metric("acc") and a.metric("jenks_break") == b.metric("jenks_break")
     assert torch.equal(a.epoch_array("clean_pool"), b.epoch_array("clean_pool"))
     assert Path(resumed["record"]).name == Path(reference["record"]).name
+
+
+@pytest.fixture(scope="module")
+def small_pipd(fmnist_dir, tmp_path_factory, one_thread):
+    """Tiny PIPD runs (one round, no selective training) with and without Table 3's faults and with only the last layer."""
+    root = tmp_path_factory.mktemp("pipd-switches")
+    base = {"train_size": 3000, "budget": 3000, "defense.rounds": 1, "defense.train_epochs": 0}
+    out = {}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ASDKIT_DATA", str(fmnist_dir))
+        for name, extra in {"plain": {}, "faults": {"defense.fault_ratio": 0.6}, "last": {"defense.layers": 1}}.items():
+            summary = asdkit.run(make_config("smoke", defense="pipd", overrides={**base, **extra}), quiet=True, root=root)
+            out[name] = Record.load(summary["record"])
+    return out
+
+
+def test_fault_ratio_swaps_that_share_of_p_p_for_benign_samples(small_pipd):
+    """003 Table 3: the runner replaces 60 % of P_p (the lowest 1 % = 30 samples) by random benign samples outside it."""
+    plain, faulty = small_pipd["plain"], small_pipd["faults"]
+    is_poison = plain.arrays["is_poison"]
+    pre = [e for e, m in enumerate(faulty.metrics) if m["phase"] == "pre_isolation"]
+    assert faulty.metrics[pre[-1]]["faults/p_p"] == 18 and "faults/p_p" not in plain.metrics[pre[-1]]
+    e = plain.metric("phase").index("isolation")
+    a, b = plain.epoch_array("p_p", e), faulty.epoch_array("p_p", e)
+    assert int(a.sum()) == int(b.sum()) == 30
+    assert int((a & ~b).sum()) == 18  # 18 members dropped ...
+    assert not (b & ~a & is_poison).any()  # ... for benign samples only
+    assert faulty.metrics[pre[-1]]["benign_in/p_p"] == int((b & ~is_poison).sum()) >= 18
+    assert torch.equal(plain.epoch_array("lga_loss", 0), faulty.epoch_array("lga_loss", 0))  # same pre-isolation
+
+
+def test_layers_keeps_only_the_last_channel_layers(small_pipd):
+    plain, last = small_pipd["plain"], small_pipd["last"]
+    e = plain.metric("phase").index("isolation")
+    layers = sorted(k[len("channels/"):] for k in plain.epoch_arrays if k.startswith("channels/"))
+    assert len(layers) == 4
+    assert sorted(k[len("channels/"):] for k in last.epoch_arrays if k.startswith("channels/")) == ["layer3.res.0"]
+    assert not torch.equal(plain.epoch_array("pipd_score", e).float(), last.epoch_array("pipd_score", e).float())
+
+
+def test_bad_layers_are_refused_before_training(runs_env):
+    with pytest.raises(ValueError, match=r"'layers' option of pipd must be an int in \[0, 4\].*Got 9"):
+        Run(make_config("smoke", defense="pipd", overrides={"train_size": 600, "defense.layers": 9}), quiet=True)

@@ -38,6 +38,7 @@ class DefenseSpec:
     presets: dict[str, dict] = field(default_factory=dict)  # scale -> config fields
     dataset_presets: dict[tuple[str, str], dict] = field(default_factory=dict)  # (scale, dataset) -> config fields
     summary: str = ""
+    isolated: str = ""  # what TPR/FPR count as "isolated as poisoned", printed beside them
     seeds: Callable[[Options], tuple[int, int]] | None = None
     constraints: Callable[["RunConfig", Options], None] | None = None
     check: Callable[["Context"], None] | None = None

@@ -256,6 +256,7 @@ def finish(ctx) -> dict[str, Any]:
 
 SPEC = DefenseSpec(
     name="asd",
+    isolated="the polluted pool D_P (half the set by design, so FPR ~50 %)",
     plan=plan_asd,
     options=OPTIONS,
     seeds=seeds,

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from ..losses import cross_entropy
-from ..models import channel_activations
+from ..models import channel_activations, channel_layers
 from ..options import choice, integer, real
 from ..phases import Optim, Phase
 from . import DefenseSpec
@@ -38,6 +38,7 @@ OPTIONS = (
     integer("rounds", 8, low=1, doc="T, rounds of progressive isolation (003 implementation details)"),
     real("beta", 3.0, low=0, doc="β of the discrepancy (003 Eq. 4)"),
     real("top_fraction", 0.04, low=0, high=1, closed="right", doc="K as a fraction of a layer's channels (the authors' code: 0.04)"),
+    integer("layers", 0, low=0, doc="0: every channel layer; K: only the last K (the authors' SIG driver: 1, Refool: 3)"),
     choice("pooling", "max", ("max", "mean"), doc="spatial pooling of a channel (the authors' code: max)"),
     choice("breaks", "jenks", ("jenks", "exact"), doc="natural breaks by jenkspy, or the exact sort-and-prefix-sum split"),
     integer("train_epochs", 20, low=0, scales={"classroom": 2, "smoke": 2}, doc="epochs of selective training (003: 20)"),
@@ -45,6 +46,8 @@ OPTIONS = (
          doc="lr of the selective training (the run's optimiser, constant; 003 does not print it)"),
     real("lambda_", 1.0, low=0, doc="λ of the ascent term of Eq. 10 (003 does not print it)"),
     choice("operation", "selective", ("selective", "unlearn"), doc="Eq. 10's selective training, or ABL's unlearning of D̂_p (003 Fig. 5)"),
+    real("fault_ratio", 0.0, low=0, high=1, closed="left",
+         doc="share of P_p the runner swaps for random benign samples (003 Table 3; uses the ground truth)"),
 )
 
 
@@ -70,25 +73,31 @@ def plan_pipd(ctx) -> list[Phase]:
     o, c, n = ctx.options, ctx.config, ctx.n
     cache: dict[str, Any] = {}
 
+    def pre_isolate(ctx) -> None:
+        """003 §3.1: P_p ← the p lowest, P_b ← the q highest losses of the LGA model (the runner may then add Table 3's faults)."""
+        losses = ctx.score(cross_entropy)
+        ctx.state["p_p"], ctx.state["p_b"] = lowest_fraction(losses, o.p), lowest_fraction(-losses, o.q)
+        ctx.request_faults("p_p", o.fault_ratio)
+
     def pre_isolation(ctx, epoch: int) -> dict[str, Any]:
         result = ctx.train_epoch(reweight=lga_reweight(o.gamma, o.lga_form), epoch=epoch)
         ctx.log(arrays={"lga_loss": result.per_sample(n)})
+        if epoch == ctx.epochs - 1:
+            pre_isolate(ctx)
         return {"loss": result.loss}
 
     def isolation_round(ctx, t: int) -> dict[str, Any]:
         s = ctx.state
-        if "p_p" not in s:  # after pre-isolation: the p lowest and q highest LGA-model losses
-            losses = ctx.score(cross_entropy)
-            s["p_p"], s["p_b"] = lowest_fraction(losses, o.p), lowest_fraction(-losses, o.q)
         if "acts" not in cache:  # the same feature extractor every round: one forward pass
-            cache["acts"] = channel_activations(ctx.model, ctx.data.x, pooling=o.pooling, normalize=ctx.data.normalize,
+            layers = list(channel_layers(ctx.model))[-o.layers:] if o.layers else None
+            cache["acts"] = channel_activations(ctx.model, ctx.data.x, layers, pooling=o.pooling, normalize=ctx.data.normalize,
                                                 batch_size=c.eval_batch_size)
         scores, chosen, disc = discrepancy_scores(cache["acts"], s["p_p"], s["p_b"], beta=o.beta, fraction=o.top_fraction)
         benign, cut = natural_breaks_split(scores, method=o.breaks)
         s["benign"] = benign
         s["p_b"] = s["p_b"] | benign  # Eq. 9: P_b grows by this round's benign output; P_p stays
         ctx.log_pool(benign)
-        ctx.log(arrays={"pipd_score": scores, "p_b": s["p_b"].clone(), **{f"channels/{k}": v for k, v in chosen.items()},
+        ctx.log(arrays={"pipd_score": scores, "p_p": s["p_p"].clone(), "p_b": s["p_b"].clone(), **{f"channels/{k}": v for k, v in chosen.items()},
                         **{f"discrepancy/{k}": v for k, v in disc.items()}}, round=t + 1, jenks_break=cut,
                 isolated=int((~benign).sum()))
         return {}
@@ -107,9 +116,18 @@ def plan_pipd(ctx) -> list[Phase]:
     ]
 
 
+def check_pipd(ctx) -> None:
+    """Checks that need the model and the resolved epochs, before any training."""
+    o, layers = ctx.options, list(channel_layers(ctx.model))
+    if o.layers > len(layers):
+        raise ValueError(f"The 'layers' option of pipd must be an int in [0, {len(layers)}] for this model "
+                         f"(its channel layers: {layers}). Got {o.layers} instead.")
+
+
 SPEC = DefenseSpec(
     name="pipd",
     plan=plan_pipd,
+    check=check_pipd,
     options=OPTIONS,
     summary="PIPD: LGA pre-isolation, progressive channel-discrepancy isolation with natural breaks, selective training (003)",
     presets={
