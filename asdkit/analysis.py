@@ -5,7 +5,8 @@ import numpy as np
 
 from .records import Record
 
-__all__ = ["detection_auroc", "meta_split_separation", "pool_by_true_class"]
+__all__ = ["detection_auroc", "meta_split_separation", "pool_by_true_class", "stage2_separation", "knn_label_agreement",
+           "feature_neighbourhoods"]
 
 
 def detection_auroc(score, is_poison) -> float:
@@ -56,3 +57,46 @@ def pool_by_true_class(record: Record, epoch: int = -1) -> dict[str, list[int]]:
     classes = int(max(true.max(), record.arrays["observed_label"].max())) + 1
     return {"pool": np.bincount(true[pool].numpy(), minlength=classes).tolist(),
             "poisoned": np.bincount(true[pool & is_poison].numpy(), minlength=classes).tolist()}
+
+
+def stage2_separation(record: Record) -> dict[str, float]:
+    """004 Fig. 3 as numbers: AUROC of the stage-2 CE and SCE losses as poison detectors (higher loss ⇒ poisoned)."""
+    stage2 = record.snapshots.get("stage2")
+    if stage2 is None:
+        raise ValueError(f"{record!r} has no 'stage2' snapshot; it is not a DBD record.")
+    is_poison = record.arrays["is_poison"].numpy()
+    return {"auroc_ce": detection_auroc(stage2["ce"].float().numpy(), is_poison),
+            "auroc_sce": detection_auroc(stage2["sce"].float().numpy(), is_poison)}
+
+
+def knn_label_agreement(features, observed, true, is_poison, *, k: int = 10) -> dict[str, float]:
+    """004 Fig. 1 as numbers: for each poisoned point, the share of its k nearest *clean* neighbours (cosine) whose label is
+    its observed (target) label, and the share whose label is its true class.
+
+    A backbone that learned the backdoor puts triggered images beside the target class; a
+    purified one beside their own class. scikit-learn's NearestNeighbors does the search.
+    """
+    from sklearn.neighbors import NearestNeighbors
+
+    f = np.asarray(features, dtype=np.float64)
+    observed, true, is_poison = (np.asarray(a) for a in (observed, true, is_poison))
+    poisoned, clean = np.flatnonzero(is_poison), np.flatnonzero(~is_poison.astype(bool))
+    if not len(poisoned) or len(clean) < k:
+        raise ValueError(f"knn_label_agreement needs poisoned points and at least k={k} clean ones; got {len(poisoned)} and {len(clean)}.")
+    nn = NearestNeighbors(n_neighbors=k, metric="cosine").fit(f[clean])
+    _, idx = nn.kneighbors(f[poisoned])
+    labels = true[clean][idx]  # clean points: observed = true
+    return {"observed": float((labels == observed[poisoned][:, None]).mean()),
+            "true": float((labels == true[poisoned][:, None]).mean()),
+            "poisoned": int(len(poisoned)), "k": k}
+
+
+def feature_neighbourhoods(record: Record, snapshot: str, *, k: int = 10) -> dict[str, float]:
+    """:func:`knn_label_agreement` on the feature sample a record keeps under ``snapshot`` (DBD: simclr_features; none: features)."""
+    snap = record.snapshots.get(snapshot)
+    if snap is None:
+        raise ValueError(f"{record!r} has no {snapshot!r} snapshot of features.")
+    index = snap["index"].numpy()
+    a = record.arrays
+    return knn_label_agreement(snap["features"].float().numpy(), a["observed_label"].numpy()[index], a["true_label"].numpy()[index],
+                               a["is_poison"].numpy()[index], k=k)

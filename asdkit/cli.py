@@ -52,7 +52,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rate", type=float, help="poison rate in [0, 1): of the whole set (poison-label) or of the target class (clean-label); 0 = the clean twin (its ASR is the floor)")
     p.add_argument("--target", type=int, help="target class index (default: 0 classroom, 3 paper)")
     p.add_argument("--label-mode", choices=["all2one", "all2all"], help="all2all relabels y -> (y + 1) mod C")
-    p.add_argument("--defense", default="none", help=f"{', '.join(DEFENSES)} (later: {', '.join(d for d in PLANNED_DEFENSES if d not in DEFENSES)})")
+    p.add_argument("--defense", default="none", help=", ".join(DEFENSES) + (f" (later: {', '.join(PLANNED_DEFENSES)})" if PLANNED_DEFENSES else ""))
     p.add_argument("--scale", default="classroom", choices=SCALES, help="preset: smoke, classroom (default) or paper")
     p.add_argument("--seed", type=int, help="seed of the poison selection, the trigger, the initialisation and the batches")
     p.add_argument("--device", help="auto (CUDA, then Apple MPS, then CPU), cpu, cuda, cuda:N or mps")

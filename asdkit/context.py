@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from .config import RunConfig
-from .engine import EpochResult, Images, WeightAverage, evaluate, predict, score, stream, train_epoch
+from .engine import EpochResult, Images, WeightAverage, evaluate, predict, score, stream, train_epoch, train_steps
 from .options import Options
 
 __all__ = ["Context", "Evaluator"]
@@ -101,6 +101,11 @@ class Context:
         """Logits of every training image, eval mode."""
         return predict(model or self.model, self.data.x, normalize=self.data.normalize, batch_size=self.config.eval_batch_size)
 
+    def features(self, x: torch.Tensor | None = None, model: nn.Module | None = None) -> torch.Tensor:
+        """Backbone features (``model.features``) of uint8 images ``x`` (default the training images), eval mode."""
+        return predict(model or self.model, self.data.x if x is None else x, normalize=self.data.normalize,
+                       batch_size=self.config.eval_batch_size, features=True)
+
     def train_epoch(self, index: torch.Tensor | None = None, *, loss_fn=None, weight: torch.Tensor | None = None, reweight=None,
                     generator: torch.Generator | None = None, batch_size: int | None = None, model: nn.Module | None = None,
                     optimizer: torch.optim.Optimizer | None = None, epoch: int = 0) -> EpochResult:
@@ -115,6 +120,11 @@ class Context:
                            batch_size=batch_size or self.config.batch_size, loss_fn=loss_fn, weight=weight, reweight=reweight,
                            scheduler=self.scheduler if own else None, average=self.average if own else None,
                            progress=self.progress if own else None)
+
+    def train_steps(self, steps, objective) -> EpochResult:
+        """Run ``objective`` over the batch descriptions ``steps`` with this phase's optimiser, scheduler, weight average and progress bar."""
+        return train_steps(self.model, steps, objective, self.optimizer, scheduler=self.scheduler, average=self.average,
+                           progress=self.progress)
 
     def evaluate(self, model: nn.Module | None = None) -> dict[str, Any]:
         """ACC and ASR now, of ``model`` (default: the weight average if kept, else the trained model)."""
@@ -166,6 +176,17 @@ class Context:
         logits = self.predict()
         y = self.data.y.to(logits.device)
         self.snapshot(name, ce=cross_entropy(logits, y).half().cpu(), sce=(sce or sce_loss)(logits, y).half().cpu())
+
+    def feature_sample(self, count: int) -> torch.Tensor:
+        """A fixed random sample of ``count`` training indices (the same for every run of one seed and data set), sorted."""
+        g = stream(self.config.seed, "feature sample")
+        return torch.randperm(self.n, generator=g)[: min(count, self.n)].sort().values
+
+    def snapshot_features(self, name: str, count: int, *, model: nn.Module | None = None) -> None:
+        """Store the backbone features (``model.features``) of :meth:`feature_sample` as snapshot ``name`` (004 Fig. 1's t-SNE)."""
+        index = self.feature_sample(count)
+        feats = self.features(self.data.x[index.to(self.device)], model)
+        self.snapshot(name, index=index, features=feats.half().cpu())
 
     def keep_average(self, decay: float) -> None:
         """Keep an exponential moving average of the weights (MixMatch's evaluation model); ACC/ASR are then measured on it."""

@@ -9,6 +9,7 @@ their epochs (ASD's three stages); every other phase has its own. The runner res
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -24,7 +25,11 @@ __all__ = ["Optim", "Phase", "lr_factor", "trainable_modules", "build_optimizers
 
 
 def lr_factor(schedule: str, t: float, epochs: float, milestones: tuple = ()) -> float:
-    """Learning-rate multiplier at fractional epoch ``t``: one-cycle (linear up for 20%, down to 0), multistep (/10 at each milestone) or constant."""
+    """Learning-rate multiplier at fractional epoch ``t``: one-cycle (linear up for 20%, down to 0), cosine (to 0 at ``epochs``), multistep (/10 at each milestone) or constant."""
+    if epochs <= 0 and schedule in ("cosine", "onecycle"):  # a phase planned with no epochs never steps
+        return 1.0
+    if schedule == "cosine":  # CosineAnnealingLR(T_max=epochs, eta_min=0), stepped per iteration
+        return 0.5 * (1 + math.cos(math.pi * min(t, epochs) / epochs))
     if schedule == "onecycle":
         peak = 0.2 * epochs
         return t / peak if t < peak else max(0.0, (epochs - t) / (epochs - peak))
@@ -35,7 +40,11 @@ def lr_factor(schedule: str, t: float, epochs: float, milestones: tuple = ()) ->
 
 @dataclass(frozen=True)
 class Optim:
-    """An optimiser and its lr schedule: Adam or SGD, peak lr, momentum (SGD), weight decay, schedule, milestones (epochs)."""
+    """An optimiser and its lr schedule: Adam or SGD, peak lr, momentum (SGD), weight decay, schedule, milestones (epochs).
+
+    ``horizon``: the epochs the schedule spans, when not the phases' own (the DBD authors'
+    SimCLR backbone is taken at epoch 100 of a 1,000-epoch cosine schedule); 0 = the phases'.
+    """
 
     name: str = "adam"
     lr: float = 1e-3
@@ -43,6 +52,7 @@ class Optim:
     weight_decay: float = 0.0
     schedule: str = "constant"
     milestones: tuple = ()
+    horizon: float = 0.0
 
     @classmethod
     def from_config(cls, config: Any) -> "Optim":
@@ -55,6 +65,10 @@ class Optim:
         if self.name == "adam":
             return torch.optim.Adam(params, lr=self.lr, weight_decay=self.weight_decay)
         raise ValueError(f"The 'name' parameter of Optim must be 'adam' or 'sgd'. Got {self.name!r} instead.")
+
+    def __post_init__(self) -> None:
+        if self.schedule not in ("onecycle", "cosine", "multistep", "constant"):
+            raise ValueError(f"The 'schedule' parameter of Optim must be 'onecycle', 'cosine', 'multistep' or 'constant'. Got {self.schedule!r} instead.")
 
 
 EpochFn = Callable[["Context", int], "dict[str, Any] | None"]
@@ -117,8 +131,8 @@ def build_optimizers(model: nn.Module, phases: list[Phase]) -> dict[str, tuple[t
         params = select(model, first.train)
         opt = first.optim.build(params)
         segments = [(m.steps, m.epochs) for m in members]
-        total = float(sum(e for _, e in segments))
         o = first.optim
+        total = float(o.horizon or sum(e for _, e in segments))
 
         def factor(step: int, segments=segments, total=total, o=o) -> float:
             t, left = 0.0, step + 1  # the factor after this step: the schedule at the step's end

@@ -3,7 +3,7 @@
 Each defense registers a :class:`DefenseSpec`: its declared options (one table, checked by
 ``make_config`` before any data loads), the config fields each scale sets for it, the
 trusted seeds it asks the runner for, and ``plan(ctx) -> [Phase, ...]``, the schedule the
-runner executes, resumably, one epoch at a time. Planned: ``dbd``.
+runner executes, resumably, one epoch at a time.
 """
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ class DefenseSpec:
     finish: Callable[["Context"], dict[str, Any]] | None = None
 
 
-from . import abl, asd, baseline, pipd  # noqa: E402
+from . import abl, asd, baseline, dbd, pipd  # noqa: E402
 
-DEFENSES: dict[str, DefenseSpec] = {spec.name: spec for spec in (baseline.SPEC, asd.SPEC, abl.SPEC, pipd.SPEC)}
-PLANNED_DEFENSES = ("dbd",)
+DEFENSES: dict[str, DefenseSpec] = {spec.name: spec for spec in (baseline.SPEC, asd.SPEC, abl.SPEC, pipd.SPEC, dbd.SPEC)}
+PLANNED_DEFENSES: tuple[str, ...] = ()

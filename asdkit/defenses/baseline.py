@@ -19,8 +19,13 @@ def plan_none(ctx) -> list[Phase]:
 
 
 def finish(ctx) -> dict:
+    """The final losses, and the backbone features of the fixed feature sample (the supervised side of 004 Fig. 1)."""
     ctx.snapshot_losses("final")
+    ctx.snapshot_features("features", FEATURE_SAMPLE)
     return {}
+
+
+FEATURE_SAMPLE = 2000  # points of 004 Fig. 1's t-SNE (the same indices in a DBD run of the same seed)
 
 
 SPEC = DefenseSpec(name="none", plan=plan_none, finish=finish, summary="no defense: supervised training on the poisoned set")

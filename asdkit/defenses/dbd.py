@@ -1,0 +1,193 @@
+"""DBD — backdoor defense by Decoupling the training process (004, Figure 2), as three phases on the shared core.
+
+    simclr:    SimCLR on the label-removed poisoned set D (004 §4.2): the whole network and a
+               projection head learn from two views of every image, NT-Xent τ = 0.5
+    head:      the backbone frozen (BatchNorm statistics too), a linear head fitted on D with
+               the SCE loss, α 0.1, β 1 (004 §4.4: label-noise learning)
+    finetune:  every epoch, the α = 50 % of D of lowest SCE loss are labelled, the rest
+               unlabelled (004 §4.4; re-filtered every epoch, appendix I); MixMatch on the
+               whole model (004 §4.5, the same ``asdkit.semi`` as ASD)
+
+``--set defense.split=meta`` swaps the filter for ASD's meta-split (002 Figs. 5a and 9).
+Differences from the authors' code, on purpose: the head phase freezes the backbone's
+BatchNorm statistics (the code's typo ``require_grad`` and ``train()`` mode let them drift);
+the filter scores the images as they are, not an augmented view; the fine-tuning has its own
+Adam (the code reuses the head phase's). A SimCLR backbone is cached under a key of
+everything it depends on, so runs that differ only after SimCLR reuse it.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .._io import save_atomic
+from ..engine import batches
+from ..losses import sce_loss
+from ..options import choice, flag, integer, real
+from ..phases import Optim, Phase
+from ..records import load_checked
+from ..semi import SEMI_METHODS, MixMatchConfig
+from ..ssl import ProjectionHead, ViewConfig, linear_probe_accuracy, simclr_objective
+from . import DefenseSpec
+from . import asd as _asd
+from .policies import lowest_fraction, meta_split
+
+_SHARED = {o.name: o for o in _asd.OPTIONS}  # MixMatch, SCE and virtual-model options: ASD's declarations, not copies
+
+OPTIONS = (
+    # stage 1: SimCLR (004 appendix I; the authors' code for what the paper leaves out)
+    integer("simclr_epochs", 100, low=0, scales={"classroom": 15, "smoke": 2}, doc="SimCLR epochs (004 appendix I: 100)"),
+    integer("simclr_horizon", 1000, low=0, scales={"classroom": 0, "smoke": 0},
+            doc="epochs the cosine schedule spans; 0 = simclr_epochs (the authors' epoch-100 backbone of 1,000)"),
+    integer("simclr_batch_size", 512, low=2, scales={"classroom": 256, "smoke": 128}, doc="SimCLR batch (the authors' 512)"),
+    real("simclr_lr", 0.4, low=0, closed="neither", doc="SGD lr of SimCLR, momentum 0.9 (the authors' 0.4)"),
+    real("simclr_weight_decay", 1e-4, low=0, doc="SimCLR weight decay (the authors' 1e-4)"),
+    real("tau", 0.5, low=0, closed="neither", doc="NT-Xent temperature τ (the authors' 0.5)"),
+    choice("anchors", "both", ("both", "view1"), doc="NT-Xent anchors: both views (SimCLR) or view 1 only (the authors' loss)"),
+    integer("projection_dim", 128, low=1, doc="output of the projection head (SimCLR: 128)"),
+    flag("cache", True, doc="reuse a finished SimCLR backbone of the same data and SimCLR options"),
+    # stage 2: the linear head with SCE
+    integer("head_epochs", 10, low=1, scales={"classroom": 2, "smoke": 1}, doc="epochs of the linear head (004 appendix I: 10)"),
+    real("head_lr", 0.002, low=0, closed="neither", doc="Adam lr of the linear head (004 appendix I)"),
+    integer("head_batch_size", 128, low=1, doc="batch of the linear head (004 appendix I)"),
+    _SHARED["sce_alpha"], _SHARED["sce_beta"],
+    # stage 3: filtering and MixMatch
+    real("filter_rate", 0.5, low=0, high=1, closed="neither", doc="α: the share of D labelled, lowest SCE first (004 §5.1)"),
+    choice("split", "loss", ("loss", "meta"), doc="loss: DBD's filter; meta: ASD's meta-split on the same losses (002 Fig. 5a)"),
+    integer("finetune_epochs", 190, low=1, scales={"classroom": 4, "smoke": 2}, doc="MixMatch epochs (004 appendix I: 190)"),
+    real("finetune_lr", 0.002, low=0, closed="neither", doc="Adam lr of the fine-tuning (004 appendix I)"),
+    _SHARED["iterations"], _SHARED["mixmatch_batch_size"], _SHARED["temperature"], _SHARED["mixup_alpha"], _SHARED["lambda_u"],
+    _SHARED["clean_hard_fraction"],
+    _SHARED["meta_epochs"], _SHARED["meta_lr"], _SHARED["meta_layers"], _SHARED["meta_optimizer"], _SHARED["meta_batch_size"],
+    integer("feature_sample", 2000, low=0, doc="training samples whose backbone features the record keeps (004 Fig. 1's t-SNE)"),
+)
+
+SIMCLR_OPTIONS = ("simclr_epochs", "simclr_horizon", "simclr_batch_size", "simclr_lr", "simclr_weight_decay", "tau", "anchors",
+                  "projection_dim")
+# config fields that do not change a SimCLR backbone (the supervised optimiser, evaluation batch, device, later stages)
+_NOT_SIMCLR = {"device", "scale", "defense", "defense_args", "epochs", "budget", "batch_size", "optimizer", "lr", "momentum",
+               "weight_decay", "schedule", "milestones", "pad", "eval_batch_size"}
+
+
+def backbone_key(config, options) -> str:
+    """The cache key of a run's SimCLR backbone: the data, attack, seed, model and SimCLR options, nothing of the later stages."""
+    d = {k: v for k, v in config.to_dict().items() if k not in _NOT_SIMCLR}
+    d["simclr"] = {k: options[k] for k in SIMCLR_OPTIONS}
+    return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def backbone_cache(ctx) -> Path:
+    """Where the run's SimCLR backbone is cached: ``<runs>/cache/simclr-<key>.pt``, beside the run folders."""
+    return ctx.folder.parent / "cache" / f"simclr-{backbone_key(ctx.config, ctx.options)}.pt"
+
+
+def plan_dbd(ctx) -> list[Phase]:
+    """004 Figure 2: SimCLR → linear head with SCE → filtered MixMatch fine-tuning (or a reused backbone, then the last two)."""
+    o, c, n = ctx.options, ctx.config, ctx.n
+    sce = partial(sce_loss, alpha=o.sce_alpha, beta=o.sce_beta)
+    dim = ctx.model.linear.in_features
+    torch.manual_seed(c.seed)
+    ctx.model.projection = ProjectionHead(dim, o.projection_dim).to(ctx.device)
+    cache = backbone_cache(ctx)
+    reuse = o.cache and cache.exists() and not (ctx.folder / "checkpoint.pt").exists()  # a resumed run keeps its own SimCLR
+    if reuse:
+        cached = load_checked(cache, required=("model", "curve"))
+        ctx.model.load_state_dict(cached["model"])
+        ctx.snapshot("simclr", reused=torch.tensor(1), file=str(cache), **cached["curve"])
+        ctx.state["simclr_seconds"] = float(cached["curve"]["seconds"].sum())
+        if o.feature_sample:
+            ctx.snapshot_features("simclr_features", o.feature_sample)
+    test = ctx.evaluator
+    mm = MixMatchConfig(iterations=o.iterations, batch_size=o.mixmatch_batch_size, temperature=o.temperature,
+                        alpha=o.mixup_alpha, lambda_u=o.lambda_u, rampup_epochs=float(o.finetune_epochs))
+
+    def simclr(ctx, epoch: int) -> dict[str, Any]:
+        curve = ctx.state.setdefault("simclr_curve", {"loss": [], "probe_acc": [], "seconds": []})
+        if epoch == 0:  # the probe of the untrained network: the baseline the SimCLR curve grows from
+            curve["probe_before"] = [linear_probe_accuracy(ctx.features(test.x), test.y)]
+        steps = batches(torch.arange(n), o.simclr_batch_size, generator=ctx.stream("batches", epoch), drop_last=True)
+        result = ctx.train_steps(steps, simclr_objective(ctx.data, generator=ctx.stream("views", epoch), temperature=o.tau,
+                                                         anchors=o.anchors, views=ViewConfig()))
+        probe = linear_probe_accuracy(ctx.features(test.x), test.y)  # the backbone, on clean test images
+        curve["loss"].append(result.loss)
+        curve["probe_acc"].append(probe)
+        curve["seconds"].append(result.seconds)
+        if epoch == o.simclr_epochs - 1:  # the backbone stage 2 uses: record it, and cache it for later runs
+            tensors = {k: torch.tensor(v) for k, v in curve.items()}
+            ctx.snapshot("simclr", reused=torch.tensor(0), **tensors)
+            ctx.state["simclr_seconds"] = float(tensors["seconds"].sum())
+            if o.cache:
+                save_atomic({"model": ctx.model.state_dict(), "curve": tensors, "key": backbone_key(ctx.config, ctx.options)}, cache)
+            if o.feature_sample:
+                ctx.snapshot_features("simclr_features", o.feature_sample)
+        return {"loss": result.loss, "probe_acc": probe}
+
+    def head(ctx, epoch: int) -> dict[str, Any]:
+        result = ctx.train_epoch(loss_fn=sce, epoch=epoch, batch_size=o.head_batch_size)
+        if epoch == o.head_epochs - 1:  # 004 Fig. 3: the stage-2 losses of every sample
+            ctx.snapshot_losses("stage2", sce=sce)
+        return {"loss": result.loss}
+
+    def finetune(ctx, epoch: int) -> dict[str, Any]:
+        losses = ctx.score(sce)  # SCE of the current model on every sample, re-filtered every epoch (004 appendix I)
+        if o.split == "meta":
+            virtual = _asd.virtual_model_losses(ctx, epoch, sce)
+            labelled = meta_split(losses - virtual, rate=o.filter_rate)
+            ctx.log(arrays={"loss_reduction": losses - virtual})
+        else:
+            labelled = lowest_fraction(losses, o.filter_rate)
+        ctx.log_pool(labelled, score=losses, hard_fraction=o.clean_hard_fraction)
+        ctx.log(arrays={"sce_loss": losses})
+        return SEMI_METHODS["mixmatch"](ctx.model, ctx.data, labelled, ctx.optimizer, epoch=epoch, config=mm,
+                                        generator=ctx.stream("mixmatch", epoch), scheduler=ctx.scheduler,
+                                        average=ctx.average, progress=ctx.progress)
+
+    simclr_optim = Optim("sgd", o.simclr_lr, 0.9, o.simclr_weight_decay, "cosine", horizon=float(o.simclr_horizon))
+    return [
+        Phase("simclr", 0 if reuse else o.simclr_epochs, n // o.simclr_batch_size, simclr, simclr_optim, evaluate=False),
+        Phase("head", o.head_epochs, -(-n // o.head_batch_size), head, Optim("adam", o.head_lr), train="head"),
+        # the authors' λ_u ramp counts the head's epochs too: it starts at head/finetune epochs of full weight
+        Phase("finetune", o.finetune_epochs, o.iterations, finetune, Optim("adam", o.finetune_lr), first_epoch=o.head_epochs),
+    ]
+
+
+def check(ctx) -> None:
+    """What needs the data: a SimCLR batch that fits the set, a filtered pool that leaves both pools non-empty."""
+    o = ctx.options
+    if o.simclr_epochs and o.simclr_batch_size > ctx.n:
+        raise ValueError(f"The 'simclr_batch_size' option of dbd must be an int in [2, {ctx.n}] (the training set). "
+                         f"Got {o.simclr_batch_size} instead.")
+    if not 1 <= round(o.filter_rate * ctx.n) < ctx.n:
+        raise ValueError(f"The 'filter_rate' option of dbd labels round({o.filter_rate} × {ctx.n}) samples; both pools must be "
+                         "non-empty. Give a rate in (0, 1) that leaves samples on each side.")
+    if not hasattr(ctx.model, "linear") or not hasattr(ctx.model, "features"):
+        raise ValueError(f"DBD needs a model with a 'features' backbone and a 'linear' head; {ctx.config.model!r} has not.")
+
+
+def finish(ctx) -> dict[str, Any]:
+    """The final losses; the projection head leaves the saved model (a plain classifier, like every other run's)."""
+    o = ctx.options
+    ctx.snapshot_losses("final", sce=partial(sce_loss, alpha=o.sce_alpha, beta=o.sce_beta))
+    del ctx.model.projection
+    return {"simclr_reused": bool(o.cache and "simclr_curve" not in ctx.state), "simclr_seconds": round(ctx.state.get("simclr_seconds", 0.0), 1)}
+
+
+SPEC = DefenseSpec(
+    name="dbd",
+    plan=plan_dbd,
+    options=OPTIONS,
+    check=check,
+    finish=finish,
+    isolated="the unlabelled pool, 1 − α of the set by design, so FPR ~50 % at α = 50 %",
+    summary="DBD: SimCLR backbone → linear head with SCE → the lowest-SCE half labelled, MixMatch (004)",
+    presets={
+        # Classroom: 10k training images as ASD's, 15 SimCLR epochs (batch 256, cosine over them), 2 head epochs,
+        # 4 fine-tuning epochs of 200 MixMatch steps. Measured: the README, "DBD at classroom scale".
+        "classroom": dict(train_size=10000, test_size=5000),
+    },
+)

@@ -1,0 +1,170 @@
+"""Tests of DBD on the shared core: the three phases, the frozen head phase, the filter, the backbone cache, resume, ASR."""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import torch
+
+import asdkit
+from asdkit import make_config
+from asdkit.config import defense_options
+from asdkit.defenses import dbd
+from asdkit.records import Record
+from asdkit.runner import Run
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+TINY = {"train_size": 1200, "test_size": 300, "defense.simclr_epochs": 2, "defense.simclr_batch_size": 128,
+        "defense.finetune_epochs": 2, "defense.iterations": 4, "defense.feature_sample": 100}
+
+
+def tiny(**changes):
+    return make_config("smoke", defense="dbd", overrides={**TINY, **changes})
+
+
+@pytest.fixture(scope="module")
+def tiny_run(fmnist_dir, tmp_path_factory, one_thread):
+    """One tiny DBD run, with the model's weights and buffers captured after every epoch."""
+    root = tmp_path_factory.mktemp("dbd")
+    states = []
+    real = Run._checkpoint
+
+    def capture(self, phase, epoch):
+        states.append((self.phases[phase if epoch else phase - 1].name, copy.deepcopy(self.ctx.model.state_dict())))
+        real(self, phase, epoch)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ASDKIT_DATA", str(fmnist_dir))
+        mp.setattr(Run, "_checkpoint", capture)
+        summary = asdkit.run(tiny(), quiet=True, root=root)
+    return summary, Record.load(summary["record"]), states, root
+
+
+def test_dbd_runs_simclr_then_the_head_then_the_fine_tuning(tiny_run):
+    summary, rec, _, _ = tiny_run
+    assert rec.metric("phase") == ["simclr"] * 2 + ["head"] + ["finetune"] * 2
+    assert summary["phases"] == {"simclr": 2, "head": 1, "finetune": 2} and summary["simclr_reused"] is False
+    simclr = rec.snapshots["simclr"]
+    assert int(simclr["reused"]) == 0 and len(simclr["probe_acc"]) == 2 and len(simclr["loss"]) == 2
+    assert all(0 <= a <= 1 for a in rec.metric("probe_acc")[:2])
+    assert "acc" not in rec.metrics[0] and "acc" in rec.metrics[2]  # SimCLR epochs are not evaluated: no head yet
+    # the final weights are a plain classifier: the projection head stays out of them
+    assert not any(k.startswith("projection.") for k in rec.weights("final"))
+
+
+def test_the_head_phase_moves_only_the_head_batchnorm_buffers_included(tiny_run):
+    _, _, states, _ = tiny_run
+    after_simclr = [s for name, s in states if name == "simclr"][-1]
+    after_head = [s for name, s in states if name == "head"][-1]
+    moved = sorted(k for k in after_head if not torch.equal(after_simclr[k], after_head[k]))
+    assert moved == ["linear.bias", "linear.weight"]
+    assert any("running_mean" in k for k in after_head)  # there are BatchNorm buffers that could have moved
+    after_finetune = states[-1][1]
+    assert not torch.equal(after_head["layer1.conv.weight"], after_finetune["layer1.conv.weight"])  # stage 3 trains everything
+
+
+def test_the_filtered_pool_is_the_lowest_sce_half(tiny_run):
+    _, rec, _, _ = tiny_run
+    for e, m in enumerate(rec.metrics):
+        if m["phase"] != "finetune":
+            continue
+        pool, losses = rec.epoch_array("clean_pool", e), rec.epoch_array("sce_loss", e).float()
+        assert int(pool.sum()) == 600 == m["pool_size"]
+        assert losses[pool].max() <= losses[~pool].min()
+        assert {"tpr", "fpr", "poison_in_pool", "hard_in_pool"} <= set(m)
+
+
+def test_the_record_holds_stage2_losses_and_the_feature_sample(tiny_run):
+    _, rec, _, _ = tiny_run
+    stage2 = rec.snapshots["stage2"]
+    assert stage2["ce"].shape == stage2["sce"].shape == (1200,)
+    feats = rec.snapshots["simclr_features"]
+    assert feats["features"].shape == (100, 64) and len(set(feats["index"].tolist())) == 100
+
+
+def test_the_backbone_cache_is_reused_when_only_later_stages_change(tiny_run, runs_env, monkeypatch):
+    summary, rec, _, root = tiny_run
+    assert len(list((root / "cache").glob("simclr-*.pt"))) == 1
+
+    def no_simclr(*args, **kwargs):
+        pytest.fail("SimCLR trained again")
+
+    monkeypatch.setattr(dbd, "simclr_objective", no_simclr)
+    other = asdkit.run(tiny(**{"defense.filter_rate": 0.4, "defense.finetune_epochs": 1}), quiet=True, root=root)
+    again = Record.load(other["record"])
+    assert other["simclr_reused"] is True and again.metric("phase")[0] == "head"
+    assert int(again.snapshots["simclr"]["reused"]) == 1
+    assert torch.equal(again.snapshots["simclr"]["probe_acc"], rec.snapshots["simclr"]["probe_acc"])
+    assert torch.equal(again.snapshots["simclr_features"]["features"], rec.snapshots["simclr_features"]["features"])
+    assert int(again.epoch_array("clean_pool", 1).sum()) == 480
+    # a SimCLR option enters the key: no reuse
+    key = lambda c: dbd.backbone_key(c, defense_options(c))  # noqa: E731
+    assert key(tiny(**{"defense.tau": 0.2})) != key(tiny()) != key(tiny(seed=1))
+    assert key(tiny(**{"defense.filter_rate": 0.3, "defense.head_epochs": 3})) == key(tiny())
+
+
+def test_meta_split_switch_uses_the_virtual_model(runs_env):
+    summary = asdkit.run(tiny(**{"defense.split": "meta", "defense.simclr_epochs": 1, "defense.finetune_epochs": 1}), quiet=True)
+    rec = Record.load(summary["record"])
+    e = rec.metric("phase").index("finetune")
+    reduction, pool = rec.epoch_array("loss_reduction", e).float(), rec.epoch_array("clean_pool", e)
+    assert int(pool.sum()) == 600 and reduction[pool].max() <= reduction[~pool].min()
+
+
+@pytest.mark.parametrize("kill_after", [1, 3, 4])  # in SimCLR, after the head, in the fine-tuning
+def test_a_killed_dbd_run_resumes_identically_in_each_phase(runs_env, monkeypatch, kill_after):
+    config = tiny(**{"defense.finetune_epochs": 2})
+    reference = asdkit.run(config, quiet=True, root=runs_env / "a")
+    real, calls = Run._checkpoint, []
+
+    def dying(self, phase, epoch):
+        real(self, phase, epoch)
+        calls.append(1)
+        if len(calls) == kill_after:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(Run, "_checkpoint", dying)
+    with pytest.raises(KeyboardInterrupt):
+        asdkit.run(config, quiet=True, root=runs_env / "b")
+    monkeypatch.setattr(Run, "_checkpoint", real)
+    resumed = asdkit.run(config, quiet=True, root=runs_env / "b")
+    a, b = Record.load(reference["record"]), Record.load(resumed["record"])
+    assert a.metric("phase") == b.metric("phase")
+    assert a.metric("acc") == b.metric("acc") and a.metric("loss") == b.metric("loss")
+    assert torch.equal(a.epoch_array("clean_pool"), b.epoch_array("clean_pool"))
+    assert Path(resumed["record"]).name == Path(reference["record"]).name
+
+
+def test_bad_dbd_settings_are_refused_before_training(runs_env):
+    with pytest.raises(ValueError, match=r"'simclr_batch_size' option of dbd must be an int in \[2, 1200\].*Got 5000"):
+        Run(tiny(**{"defense.simclr_batch_size": 5000}), quiet=True)
+    with pytest.raises(ValueError, match="The 'filter_rate' option of dbd must be a float in"):
+        make_config("smoke", defense="dbd", overrides={"defense.filter_rate": 1.0})
+
+
+def test_knn_agreement_tells_a_backdoored_backbone_from_a_purified_one():
+    """004 Fig. 1 in numbers: poisoned points beside the target class (observed label) or beside their own class (true)."""
+    from asdkit.analysis import knn_label_agreement
+
+    g = torch.Generator().manual_seed(0)
+    true = torch.arange(300) % 3
+    is_poison = torch.zeros(300, dtype=torch.bool)
+    is_poison[true != 0] = torch.rand(int((true != 0).sum()), generator=g) < 0.1
+    observed = torch.where(is_poison, torch.zeros_like(true), true)
+    centres = torch.eye(3) * 5
+    purified = centres[true] + torch.randn(300, 3, generator=g)
+    backdoored = centres[observed] + torch.randn(300, 3, generator=g)
+    a = knn_label_agreement(purified.numpy(), observed.numpy(), true.numpy(), is_poison.numpy(), k=5)
+    b = knn_label_agreement(backdoored.numpy(), observed.numpy(), true.numpy(), is_poison.numpy(), k=5)
+    assert a["true"] > 0.9 > 0.1 > a["observed"] and b["observed"] > 0.9 > 0.1 > b["true"]
+
+
+def test_stage2_separation_reads_the_record(tiny_run):
+    from asdkit.analysis import stage2_separation
+
+    _, rec, _, _ = tiny_run
+    out = stage2_separation(rec)
+    assert 0 <= out["auroc_ce"] <= 1 and 0 <= out["auroc_sce"] <= 1
+    assert "probe_before" in rec.snapshots["simclr"]
