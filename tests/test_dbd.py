@@ -168,3 +168,10 @@ def test_stage2_separation_reads_the_record(tiny_run):
     out = stage2_separation(rec)
     assert 0 <= out["auroc_ce"] <= 1 and 0 <= out["auroc_sce"] <= 1
     assert "probe_before" in rec.snapshots["simclr"]
+
+
+def test_dbd_lowers_asr_against_no_defense_at_smoke_scale(runs_env):
+    dbd_run = asdkit.run(make_config("smoke", defense="dbd"), quiet=True)
+    none = asdkit.run(make_config("smoke"), quiet=True)
+    assert none["asr"] > 0.9 and dbd_run["asr"] < none["asr"] - 0.3, (dbd_run["asr"], none["asr"])
+    assert dbd_run["fpr"] == pytest.approx(0.5, abs=0.1)  # the unlabelled pool is half the set by design
