@@ -16,7 +16,7 @@ from asdkit.runner import Run
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-TINY = {"train_size": 1200, "test_size": 300, "defense.simclr_epochs": 2, "defense.simclr_batch_size": 128,
+TINY = {"train_size": 1200, "test_size": 300, "defense.simclr_epochs": 2, "defense.head_epochs": 1, "defense.simclr_batch_size": 128,
         "defense.finetune_epochs": 2, "defense.iterations": 4, "defense.feature_sample": 100}
 
 
@@ -173,5 +173,6 @@ def test_stage2_separation_reads_the_record(tiny_run):
 def test_dbd_lowers_asr_against_no_defense_at_smoke_scale(runs_env):
     dbd_run = asdkit.run(make_config("smoke", defense="dbd"), quiet=True)
     none = asdkit.run(make_config("smoke"), quiet=True)
-    assert none["asr"] > 0.9 and dbd_run["asr"] < none["asr"] - 0.3, (dbd_run["asr"], none["asr"])
+    assert none["asr"] > 0.9 and dbd_run["asr"] < none["asr"] - 0.5, (dbd_run["asr"], none["asr"])
+    assert dbd_run["max_poison_in_clean_pool"] < 100  # of 200: the SCE filter keeps most poisoned samples unlabelled
     assert dbd_run["fpr"] == pytest.approx(0.5, abs=0.1)  # the unlabelled pool is half the set by design

@@ -52,7 +52,7 @@ OPTIONS = (
     integer("projection_dim", 128, low=1, doc="output of the projection head (SimCLR: 128)"),
     flag("cache", True, doc="reuse a finished SimCLR backbone of the same data and SimCLR options"),
     # stage 2: the linear head with SCE
-    integer("head_epochs", 10, low=1, scales={"smoke": 1}, doc="epochs of the linear head (004 appendix I: 10)"),
+    integer("head_epochs", 10, low=1, doc="epochs of the linear head (004 appendix I: 10)"),
     real("head_lr", 0.002, low=0, closed="neither", doc="Adam lr of the linear head (004 appendix I)"),
     integer("head_batch_size", 128, low=1, doc="batch of the linear head (004 appendix I)"),
     _SHARED["sce_alpha"], _SHARED["sce_beta"],
