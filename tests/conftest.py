@@ -49,3 +49,30 @@ def forbid_training(monkeypatch) -> None:
     monkeypatch.setattr("asdkit.context.train_epoch", boom)
     monkeypatch.setattr("asdkit.engine.train_steps", boom)
     monkeypatch.setattr("asdkit.semi.train_steps", boom)
+
+
+from contextlib import contextmanager  # noqa: E402
+
+
+@contextmanager
+def dies_after_checkpoint(monkeypatch, n: int):
+    """The run inside is killed (KeyboardInterrupt) right after its n-th checkpoint; yields the (phase, epoch) checkpointed so far.
+
+    The kill is expected: the block must raise it. The real checkpoint is back afterwards.
+    """
+    from asdkit.runner import Run
+
+    real, calls = Run._checkpoint, []
+
+    def dying(self, phase, epoch):
+        real(self, phase, epoch)
+        calls.append((phase, epoch))
+        if len(calls) == n:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(Run, "_checkpoint", dying)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            yield calls
+    finally:
+        monkeypatch.setattr(Run, "_checkpoint", real)

@@ -6,11 +6,11 @@ import torch
 from torch import nn
 
 import asdkit
+from conftest import dies_after_checkpoint
 from asdkit import make_config
 from asdkit.engine import Images, Normalizer, train_epoch
 from asdkit.losses import cross_entropy, lga_loss, lga_sign
 from asdkit.records import Record, load_checked
-from asdkit.runner import Run
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -88,20 +88,10 @@ def test_abl_isolates_unlearns_and_lowers_asr_against_no_defense(runs_env, monke
 def test_a_killed_abl_run_resumes_with_its_isolated_set(runs_env, monkeypatch):
     config = make_config("smoke", defense="abl", overrides={"train_size": 3000, "budget": 3000, "defense.unlearn_epochs": 2})
     reference = asdkit.run(config, quiet=True, root=runs_env / "a")
-    real, calls = Run._checkpoint, []
-
-    def dying(self, phase, epoch):
-        real(self, phase, epoch)
-        calls.append(1)
-        if len(calls) == 2:  # after the first training epoch: the isolated set lives only in the checkpoint's state
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(Run, "_checkpoint", dying)
-    with pytest.raises(KeyboardInterrupt):
+    with dies_after_checkpoint(monkeypatch, 2):  # after the first training epoch: the isolated set lives only in the checkpoint's state
         asdkit.run(config, quiet=True, root=runs_env / "b")
     folder = runs_env / "b" / __import__("pathlib").Path(reference["record"]).name
     assert "isolated" in load_checked(folder / "checkpoint.pt")["state"]
-    monkeypatch.setattr(Run, "_checkpoint", real)
     resumed = asdkit.run(config, quiet=True, root=runs_env / "b")
     a, b = Record.load(reference["record"]), Record.load(resumed["record"])
     assert a.metric("acc") == b.metric("acc") and a.metric("asr") == b.metric("asr")

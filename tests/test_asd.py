@@ -8,6 +8,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from conftest import dies_after_checkpoint
 import asdkit.context
 import asdkit.engine
 import asdkit.defenses.asd as asd
@@ -483,22 +484,12 @@ def test_asd_lowers_asr_against_no_defense_on_the_same_smoke_data(reference, run
 
 
 def test_resume_after_an_interruption_gives_the_uninterrupted_run(reference, runs_env, monkeypatch):
-    config, calls = reference["config"], []
-    real_checkpoint = Run._checkpoint
-
-    def dying_checkpoint(self, phase, epoch):
-        real_checkpoint(self, phase, epoch)
-        calls.append((phase, epoch))
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(Run, "_checkpoint", dying_checkpoint)
-    with pytest.raises(KeyboardInterrupt):
+    config = reference["config"]
+    with dies_after_checkpoint(monkeypatch, 2) as calls:
         run(config, quiet=True)
     assert calls == [(0, 1), (0, 2)]  # killed after stage 1's two epochs (phase 0), stage 2 not begun
     folder = folder_of(runs_env, config)
     assert Record.load(folder).epochs == 2 and not (folder / "model.pt").exists()
-    monkeypatch.setattr(Run, "_checkpoint", real_checkpoint)
     trained, real_mixmatch = [], asd.SEMI_METHODS["mixmatch"]
     monkeypatch.setitem(asd.SEMI_METHODS, "mixmatch", lambda *a, **k: trained.append(k["epoch"]) or real_mixmatch(*a, **k))
     summary = run(config, quiet=True)

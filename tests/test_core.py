@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 import asdkit
+from conftest import dies_after_checkpoint
 from asdkit import make_config
 from asdkit.config import SCALES, config_fields, resolve_epochs, validate
 from asdkit.defenses import DEFENSES
@@ -261,18 +262,8 @@ def _weights(folder):
 @pytest.mark.parametrize("kill_after", [1, 2, 3], ids=["in-phase-1", "between-phases", "in-phase-2"])
 def test_the_toy_defense_killed_in_each_phase_resumes_to_identical_numbers(toy, runs_env, monkeypatch, kill_after):
     reference = asdkit.run(toy_config(), quiet=True, root=runs_env / "reference")
-    real, calls = Run._checkpoint, []
-
-    def dying(self, phase, epoch):
-        real(self, phase, epoch)
-        calls.append((phase, epoch))
-        if len(calls) == kill_after:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(Run, "_checkpoint", dying)
-    with pytest.raises(KeyboardInterrupt):
+    with dies_after_checkpoint(monkeypatch, kill_after):
         asdkit.run(toy_config(), quiet=True, root=runs_env / "killed")
-    monkeypatch.setattr(Run, "_checkpoint", real)
     resumed = asdkit.run(toy_config(), quiet=True, root=runs_env / "killed")
     a, b = Record.load(reference["record"]), Record.load(resumed["record"])
     assert a.metric("phase") == b.metric("phase")

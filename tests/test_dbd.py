@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import asdkit
+from conftest import dies_after_checkpoint
 from asdkit import make_config
 from asdkit.config import defense_options
 from asdkit.defenses import dbd
@@ -117,18 +118,8 @@ def test_meta_split_switch_uses_the_virtual_model(runs_env):
 def test_a_killed_dbd_run_resumes_identically_in_each_phase(runs_env, monkeypatch, kill_after):
     config = tiny(**{"defense.finetune_epochs": 2})
     reference = asdkit.run(config, quiet=True, root=runs_env / "a")
-    real, calls = Run._checkpoint, []
-
-    def dying(self, phase, epoch):
-        real(self, phase, epoch)
-        calls.append(1)
-        if len(calls) == kill_after:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(Run, "_checkpoint", dying)
-    with pytest.raises(KeyboardInterrupt):
+    with dies_after_checkpoint(monkeypatch, kill_after):
         asdkit.run(config, quiet=True, root=runs_env / "b")
-    monkeypatch.setattr(Run, "_checkpoint", real)
     resumed = asdkit.run(config, quiet=True, root=runs_env / "b")
     a, b = Record.load(reference["record"]), Record.load(resumed["record"])
     assert a.metric("phase") == b.metric("phase")

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 import asdkit
+from conftest import dies_after_checkpoint
 from asdkit import make_config
 from asdkit.defenses.pipd import selective_weights
 from asdkit.engine import Images, Normalizer, train_epoch
@@ -90,18 +91,8 @@ def test_a_killed_pipd_run_resumes_identically(runs_env, monkeypatch):
     config = make_config("smoke", defense="pipd", overrides={"train_size": 3000, "budget": 3000, "defense.rounds": 3,
                                                               "defense.train_epochs": 1})
     reference = asdkit.run(config, quiet=True, root=runs_env / "a")
-    real, calls = Run._checkpoint, []
-
-    def dying(self, phase, epoch):
-        real(self, phase, epoch)
-        calls.append(1)
-        if len(calls) == 3:  # after the second isolation round
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(Run, "_checkpoint", dying)
-    with pytest.raises(KeyboardInterrupt):
+    with dies_after_checkpoint(monkeypatch, 3):  # after the second isolation round
         asdkit.run(config, quiet=True, root=runs_env / "b")
-    monkeypatch.setattr(Run, "_checkpoint", real)
     resumed = asdkit.run(config, quiet=True, root=runs_env / "b")
     a, b = Record.load(reference["record"]), Record.load(resumed["record"])
     assert a.metric("acc") == b.metric("acc") and a.metric("jenks_break") == b.metric("jenks_break")
