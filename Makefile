@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 ARGS ?=
 
-.PHONY: setup data run test bench clean
+.PHONY: setup data run test bench course student clean
 
 $(BIN)/asdkit: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -28,8 +28,15 @@ run: setup data
 test: setup data
 	$(BIN)/pytest -q $(ARGS)
 
+# every record the notebooks read, at classroom scale (resumable; the evening before a class)
+course: setup data
+	$(BIN)/asdkit course prepare $(ARGS)
+
+student: setup
+	$(BIN)/asdkit notebooks --student student
+
 bench: setup
 	$(BIN)/python benchmarks/throughput.py
 
 clean:
-	rm -rf runs .pytest_cache
+	rm -rf runs .pytest_cache test-artifacts student

@@ -5,8 +5,20 @@ import numpy as np
 
 from .records import Record
 
-__all__ = ["detection_auroc", "meta_split_separation", "pool_by_true_class", "stage2_separation", "knn_label_agreement",
+__all__ = ["clean_hard_mask", "detection_auroc", "meta_split_separation", "pool_by_true_class", "stage2_separation", "knn_label_agreement",
            "feature_neighbourhoods"]
+
+
+def clean_hard_mask(score, is_poison, fraction: float = 0.1):
+    """The clean-hard samples (002 Section 5.2): the ``fraction``·N clean samples of largest ``score`` (5,000 of 50,000), as a bool mask."""
+    import torch
+
+    score, is_poison = torch.as_tensor(score).float(), torch.as_tensor(is_poison, dtype=torch.bool)
+    k = int(round(fraction * len(score)))
+    clean_index = (~is_poison).nonzero().squeeze(1)
+    hard = torch.zeros_like(is_poison)
+    hard[clean_index[torch.argsort(score[clean_index], descending=True, stable=True)[:k]]] = True
+    return hard
 
 
 def detection_auroc(score, is_poison) -> float:
@@ -60,13 +72,23 @@ def pool_by_true_class(record: Record, epoch: int = -1) -> dict[str, list[int]]:
 
 
 def stage2_separation(record: Record) -> dict[str, float]:
-    """004 Fig. 3 as numbers: AUROC of the stage-2 CE and SCE losses as poison detectors (higher loss ⇒ poisoned)."""
+    """004 Fig. 3 as numbers, for one DBD record: how well its stage-2 loss (the head's L2) flags poison — AUROC, and the gap of min-max-normalised means.
+
+    The figure compares two heads, one *trained* with SCE and one with CE: run DBD with
+    ``head_loss=sce`` and ``head_loss=ce`` and call this on each. The CE and SCE of *one*
+    model cannot differ here: with the one-hot label clamped, SCE = α·CE + β·A·(1 − p_y), and
+    both decrease with p_y, so they rank the samples identically (equal AUROC).
+    """
     stage2 = record.snapshots.get("stage2")
     if stage2 is None:
         raise ValueError(f"{record!r} has no 'stage2' snapshot; it is not a DBD record.")
+    name = record.config.get("defense_args", {}).get("head_loss", "sce")
     is_poison = record.arrays["is_poison"].numpy()
-    return {"auroc_ce": detection_auroc(stage2["ce"].float().numpy(), is_poison),
-            "auroc_sce": detection_auroc(stage2["sce"].float().numpy(), is_poison)}
+    loss = stage2[name].double().numpy()
+    norm = (loss - loss.min()) / max(loss.max() - loss.min(), 1e-12)  # 004 Fig. 3 normalises the losses to [0, 1]
+    return {"head_loss": name, "auroc": detection_auroc(loss, is_poison),
+            "normalised_gap": float(norm[is_poison].mean() - norm[~is_poison].mean()),
+            "poisoned_median": float(np.median(norm[is_poison])), "clean_median": float(np.median(norm[~is_poison]))}
 
 
 def knn_label_agreement(features, observed, true, is_poison, *, k: int = 10) -> dict[str, float]:

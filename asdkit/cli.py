@@ -1,4 +1,4 @@
-"""Command line (DESIGN layer 9): ``asdkit run``, ``asdkit options``, ``asdkit data``.
+"""Command line (DESIGN layer 9): ``asdkit run``, ``options``, ``data``, ``course`` and ``notebooks``.
 
 Every option is checked before any data is loaded or any model is trained.
 """
@@ -68,6 +68,15 @@ def _build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("data", help="where each data set is, and how to get the missing ones")
     d.add_argument("--json", action="store_true")
+
+    c = sub.add_parser("course", help="the runs the notebooks read: list them, or train the missing ones (resumable)")
+    c.add_argument("action", choices=["list", "prepare"], help="list: each run and whether it is done; prepare: train what is missing")
+    c.add_argument("--scale", choices=SCALES, help="default $ASDKIT_SCALE, else classroom")
+    c.add_argument("--only", help="comma-separated run names (see `asdkit course list`)")
+
+    n = sub.add_parser("notebooks", help="write student copies of the course notebooks (solution cells removed)")
+    n.add_argument("--student", required=True, metavar="DIR", help="folder for the copies")
+    n.add_argument("--source", metavar="DIR", help="folder of the notebooks (default: the course's)")
     return parser
 
 
@@ -139,6 +148,29 @@ def _cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_course(args: argparse.Namespace) -> int:
+    from . import course
+
+    at = args.scale or course.scale()
+    if args.action == "list":
+        for name, done in course.status(at):
+            spec = course.COURSE[name]
+            print(f"  {'done   ' if done else 'missing'}  {name:<24} notebooks {','.join(spec.notebooks):<10} {spec.about}")
+        return 0
+    names = [x.strip() for x in args.only.split(",")] if args.only else None
+    for s in course.prepare(at, names=names):
+        print(f"  {s['name']:<24} ACC {s['acc']:.2%}  ASR {s['asr']:.2%}  {s['seconds']:.0f} s{' (reused)' if s.get('reused') else ''}")
+    return 0
+
+
+def _cmd_notebooks(args: argparse.Namespace) -> int:
+    from .student import write_student_copies
+
+    files = write_student_copies(args.student, args.source)
+    print(f"wrote {len(files)} student notebooks (no solution cells) to {args.student}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _build_parser()
     args = parser.parse_args(argv)
@@ -151,7 +183,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
-        return {"run": _cmd_run, "data": _cmd_data, "options": _cmd_options}[args.command](args)
+        return {"run": _cmd_run, "data": _cmd_data, "options": _cmd_options, "course": _cmd_course,
+                "notebooks": _cmd_notebooks}[args.command](args)
     except ValueError as exc:  # bad input: one clear line, no traceback
         print(f"asdkit: error: {exc}", file=sys.stderr)
         return 2

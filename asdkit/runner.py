@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from . import __version__
+from .analysis import clean_hard_mask
 from .attacks import asr_testset, make_attack, poison
 from .config import RunConfig, config_hash, defense_options, resolve_epochs, validate
 from .context import Context, Evaluator
@@ -187,10 +188,7 @@ class Run:
                "fpr": float((flagged & ~is_poison).sum() / max(1, int((~is_poison).sum())))}
         score = self.ctx.pool_score
         if score is not None:  # clean-hard: the hard_fraction·N clean samples of largest score (002 Section 5.2)
-            k = int(round(self.ctx.pool_hard_fraction * len(score)))
-            clean_index = (~is_poison).nonzero().squeeze(1)
-            hard = torch.zeros_like(is_poison)
-            hard[clean_index[torch.argsort(score[clean_index], descending=True, stable=True)[:k]]] = True
+            hard = clean_hard_mask(score, is_poison, self.ctx.pool_hard_fraction)
             out.update(hard_in_pool=int((pool & hard).sum()), clean_hard=int(hard.sum()))
         return out
 

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 import asdkit
-from conftest import dies_after_checkpoint
+from helpers import dies_after_checkpoint
 from asdkit import make_config
 from asdkit.engine import Images, Normalizer, train_epoch
 from asdkit.losses import cross_entropy, lga_loss, lga_sign

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from conftest import dies_after_checkpoint
+from helpers import dies_after_checkpoint
 import asdkit.context
 import asdkit.engine
 import asdkit.defenses.asd as asd

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import forbid_training
+from helpers import forbid_training
 
 import asdkit
 from asdkit.cli import main

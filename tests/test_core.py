@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 import asdkit
-from conftest import dies_after_checkpoint
+from helpers import dies_after_checkpoint
 from asdkit import make_config
 from asdkit.config import SCALES, config_fields, resolve_epochs, validate
 from asdkit.defenses import DEFENSES

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import asdkit
-from conftest import dies_after_checkpoint
+from helpers import dies_after_checkpoint
 from asdkit import make_config
 from asdkit.config import defense_options
 from asdkit.defenses import dbd
@@ -152,13 +152,36 @@ def test_knn_agreement_tells_a_backdoored_backbone_from_a_purified_one():
     assert a["true"] > 0.9 > 0.1 > a["observed"] and b["observed"] > 0.9 > 0.1 > b["true"]
 
 
-def test_stage2_separation_reads_the_record(tiny_run):
-    from asdkit.analysis import stage2_separation
+def test_stage2_separation_reads_the_heads_own_loss(tiny_run):
+    from asdkit.analysis import detection_auroc, stage2_separation
 
     _, rec, _, _ = tiny_run
     out = stage2_separation(rec)
-    assert 0 <= out["auroc_ce"] <= 1 and 0 <= out["auroc_sce"] <= 1
-    assert "probe_before" in rec.snapshots["simclr"]
+    sce = rec.snapshots["stage2"]["sce"].double().numpy()
+    assert out["head_loss"] == "sce" and out["auroc"] == pytest.approx(detection_auroc(sce, rec.arrays["is_poison"].numpy()))
+    assert -1 <= out["normalised_gap"] <= 1 and "probe_before" in rec.snapshots["simclr"]
+
+
+def test_ce_and_sce_of_one_model_rank_samples_identically():
+    """Why 004 Fig. 3 needs two heads: SCE = α·CE + β·A·(1 − p_y) is a decreasing function of p_y, as CE is."""
+    from asdkit.losses import cross_entropy, sce_loss
+
+    g = torch.Generator().manual_seed(0)
+    logits, labels = torch.randn(500, 10, generator=g) * 3, torch.randint(0, 10, (500,), generator=g)
+    ce, sce = cross_entropy(logits, labels), sce_loss(logits, labels)
+    assert torch.equal(torch.argsort(ce, stable=True), torch.argsort(sce, stable=True))
+
+
+def test_head_loss_ce_fits_the_head_with_ce_on_the_cached_backbone(tiny_run, runs_env, monkeypatch):
+    from asdkit.analysis import stage2_separation
+
+    _, sce_rec, _, root = tiny_run
+    monkeypatch.setattr(dbd, "simclr_objective", lambda *a, **k: pytest.fail("SimCLR trained again"))
+    s = asdkit.run(tiny(**{"defense.head_loss": "ce"}), quiet=True, root=root)
+    rec = Record.load(s["record"])
+    assert s["simclr_reused"] and "ce_loss" in rec.epoch_arrays and "sce_loss" not in rec.epoch_arrays
+    assert stage2_separation(rec)["head_loss"] == "ce"
+    assert not torch.equal(rec.snapshots["stage2"]["ce"], sce_rec.snapshots["stage2"]["ce"])  # another head
 
 
 def test_dbd_lowers_asr_against_no_defense_at_smoke_scale(runs_env):

@@ -107,3 +107,30 @@ def test_paper_presets_of_abl_and_pipd_run_every_phase_with_resnet18_on_cifar10_
         e = rec.metric("phase").index("isolation")
         assert sum(k.startswith("channels/") for k in rec.epoch_arrays) == 15
         assert len(rec.epoch_array("channels/layer4.1.conv2", e)) == 3  # ceil(0.04 · 64) at width 8
+
+
+def test_paper_preset_of_dbd_has_004_appendix_numbers():
+    D = make_config("paper", defense="dbd").defense_args
+    assert (D["simclr_epochs"], D["simclr_horizon"], D["simclr_batch_size"], D["simclr_lr"], D["tau"]) == (100, 1000, 512, 0.4, 0.5)
+    assert (D["head_epochs"], D["head_lr"], D["filter_rate"], D["finetune_epochs"], D["finetune_lr"]) == (10, 0.002, 0.5, 190, 0.002)
+    assert (D["sce_alpha"], D["sce_beta"], D["projection_dim"]) == (0.1, 1.0, 128)
+
+
+@needs_cifar_mini
+def test_paper_preset_of_dbd_runs_every_phase_with_resnet18_on_cifar10_mini(runs_env, one_thread):
+    """SimCLR with colour views (jitter, grayscale: CIFAR has colour) on ResNet-18, the head, MixMatch fine-tuning: tiny, each phase once."""
+    c = make_config("paper", defense="dbd", overrides={
+        "dataset": str(CIFAR_MINI), "train_size": 128, "test_size": 40, "eval_batch_size": 128, "model_args": {"width": 8},
+        "defense.simclr_epochs": 1, "defense.simclr_horizon": 0, "defense.simclr_batch_size": 64, "defense.head_epochs": 1,
+        "defense.head_batch_size": 64, "defense.finetune_epochs": 1, "defense.iterations": 2, "defense.mixmatch_batch_size": 16,
+        "defense.feature_sample": 50})
+    s = run(c, quiet=True)
+    assert s["phases"] == {"simclr": 1, "head": 1, "finetune": 1} and 0 <= s["acc"] <= 1
+    from asdkit import Record
+
+    rec = Record.load(s["record"])
+    assert rec.snapshots["simclr_features"]["features"].shape == (50, 64)  # ResNet-18 at width 8: 8·8 features
+    assert rec.snapshots["stage2"]["sce"].shape == (128,)
+    weights = rec.weights("final")
+    assert not any(k.startswith("projection") for k in weights)  # the projection head is SimCLR's only
+    ResNet18(10, 3, width=8).load_state_dict(weights)

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 import asdkit
-from conftest import dies_after_checkpoint
+from helpers import dies_after_checkpoint
 from asdkit import make_config
 from asdkit.defenses.pipd import selective_weights
 from asdkit.engine import Images, Normalizer, train_epoch

@@ -8,7 +8,7 @@ from dataclasses import replace
 from types import SimpleNamespace
 
 import pytest
-from conftest import forbid_training
+from helpers import forbid_training
 import torch
 
 import asdkit

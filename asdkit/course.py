@@ -1,0 +1,110 @@
+"""The course's runs: every record the notebooks read, by name, at any scale; ``asdkit course prepare`` trains them.
+
+A notebook never trains in a cell of its own: it asks :func:`record` for a named run, which
+loads the finished record (seconds) or runs it once (resumable, like every run). An
+instructor runs ``asdkit course prepare`` the evening before, and the class starts warm.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from .config import SCALES, make_config
+from .records import Record, runs_dir
+from .runner import run, run_folder
+
+__all__ = ["CourseRun", "COURSE", "scale", "config", "record", "prepare", "status"]
+
+
+@dataclass(frozen=True)
+class CourseRun:
+    """One run the course needs: a defense, config overrides, and the notebooks that read it."""
+
+    defense: str
+    overrides: dict[str, Any] = field(default_factory=dict)
+    notebooks: tuple[str, ...] = ()
+    about: str = ""
+    same_data_as: str = ""  # take train_size/test_size from this defense's preset (DBD's features vs a supervised model's)
+
+
+ATTACKS = ("badnets", "blend", "wanet", "sig", "trojan")
+
+COURSE: dict[str, CourseRun] = {
+    **{f"none-{a}": CourseRun("none", {"attack": a}, ("01", "02", "07") if a == "badnets" else ("01", "07"),
+                              f"no defense against {a}, 10 % poison") for a in ATTACKS},
+    "clean": CourseRun("none", {"rate": 0.0}, ("01", "07"), "the clean twin: no poison, its ASR is the floor"),
+    "abl-badnets": CourseRun("abl", {}, ("02", "07"), "ABL against BadNets"),
+    "asd-badnets": CourseRun("asd", {}, ("03", "04", "07"), "ASD against BadNets"),
+    "pipd-badnets": CourseRun("pipd", {}, ("05", "07"), "PIPD against BadNets"),
+    "pipd-unlearn-badnets": CourseRun("pipd", {"defense.operation": "unlearn"}, ("05",), "PIPD with ABL's unlearning instead of selective training"),
+    "dbd-badnets": CourseRun("dbd", {}, ("06", "07"), "DBD against BadNets"),
+    "dbd-meta-badnets": CourseRun("dbd", {"defense.split": "meta"}, ("06",), "DBD with ASD's meta-split as its fine-tuning split"),
+    "dbd-ce-head-badnets": CourseRun("dbd", {"defense.head_loss": "ce", "defense.finetune_epochs": 1}, ("06",),
+                                     "DBD's head trained with CE instead of SCE (004 Fig. 3; one fine-tuning epoch, the stage-2 losses are what is read)"),
+    "none-badnets-dbd-data": CourseRun("none", {}, ("06",), "no defense on DBD's training set (the supervised backbone's features)",
+                                       same_data_as="dbd"),
+}
+
+
+def scale(default: str = "classroom") -> str:
+    """The course's scale: ``$ASDKIT_SCALE`` (smoke in CI), else ``default``."""
+    value = os.environ.get("ASDKIT_SCALE", default)
+    if value not in SCALES:
+        raise ValueError(f"ASDKIT_SCALE must be one of {list(SCALES)}; got {value!r}.")
+    return value
+
+
+def _spec(name: str) -> CourseRun:
+    if name not in COURSE:
+        raise ValueError(f"The course has no run {name!r}; its runs: {sorted(COURSE)}.")
+    return COURSE[name]
+
+
+def config(name: str, at: str | None = None, **overrides: Any):
+    """The :class:`~asdkit.config.RunConfig` of course run ``name`` at scale ``at`` (default :func:`scale`), plus ``overrides``."""
+    spec, at = _spec(name), at or scale()
+    values = dict(spec.overrides)
+    if spec.same_data_as:
+        other = make_config(at, defense=spec.same_data_as)
+        values.update(train_size=other.train_size, test_size=other.test_size)
+    values.update(overrides)
+    return make_config(at, defense=spec.defense, overrides=values)
+
+
+def record(name: str, at: str | None = None, *, quiet: bool = True, **overrides: Any) -> Record:
+    """The finished record of course run ``name``: loaded if it exists, else trained now (and kept)."""
+    cfg = config(name, at, **overrides)
+    folder = run_folder(cfg)
+    if (folder / "record.pt").exists():
+        rec = Record.load(folder)
+        if rec.status == "done":
+            return rec
+    run(cfg, quiet=quiet)
+    return Record.load(folder)
+
+
+def status(at: str | None = None) -> list[tuple[str, bool]]:
+    """(name, finished?) of every course run at scale ``at``."""
+    out = []
+    for name in COURSE:
+        folder = run_folder(config(name, at))
+        done = (folder / "record.pt").exists() and Record.load(folder).status == "done"
+        out.append((name, done))
+    return out
+
+
+def prepare(at: str | None = None, *, names: list[str] | None = None, quiet: bool = False) -> list[dict[str, Any]]:
+    """Train every course run (or ``names``) at scale ``at`` that is not finished yet; returns their summaries."""
+    from tqdm.auto import tqdm
+
+    at = at or scale()
+    names = list(names or COURSE)
+    for n in names:
+        _spec(n)  # every name checked before anything trains
+    summaries = []
+    bar = tqdm(names, desc=f"course runs ({at}) in {runs_dir()}", unit="run", disable=quiet)
+    for n in bar:
+        bar.set_postfix_str(n)
+        summaries.append({"name": n, **run(config(n, at), quiet=quiet)})
+    return summaries
