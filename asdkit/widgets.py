@@ -197,8 +197,9 @@ class LossExplorer(Explorer):
                title=f"{run}: epoch {d['epoch'] + 1} of the run")
         ax.legend(fontsize=8)
         in_pool = "" if d["pool"] is None else f" · poisoned in D_C: {int((d['pool'] & d['poison']).sum())}"
-        self.label.value = (f"<b>AUROC of −loss as a poison detector: <span class='asdkit-auroc'>{d['auroc']:.3f}</span></b>"
-                            f" (1 = every poisoned sample has a lower loss than every clean one){in_pool}")
+        self.label.value = (f"<b>AUROC of the loss as a poison detector, lowest loss flagged: <span class='asdkit-auroc'>{d['auroc']:.3f}</span></b>"
+                            f" · highest loss flagged: {1 - d['auroc']:.3f} (1 = a perfect split; early in undefended training the poison"
+                            f" has the lowest losses, under ASD or DBD the highest){in_pool}")
         self.state = {"run": run, "loss": loss, "epoch": d["epoch"], "auroc": d["auroc"], "counts": counts, "bins": bins}
 
 
@@ -284,7 +285,7 @@ class MetaSplitExplorer(Explorer):
         self.drawn = {"clean": plain[torch.randperm(len(plain), generator=g)[:points]].numpy(),
                       "clean-hard": self.hard.nonzero().squeeze(1).numpy()[: points // 2],
                       "poisoned": self.poison.nonzero().squeeze(1).numpy()[: points // 2]}
-        self.auroc = {"loss": detection_auroc(-self.loss.numpy(), self.poison.numpy()),
+        self.auroc = {"loss": detection_auroc(self.loss.numpy(), self.poison.numpy()),  # high loss ⇒ poisoned, as analysis.meta_split_separation
                       "reduction": detection_auroc(self.reduction.numpy(), self.poison.numpy())}
         gamma = float(record.config.get("defense_args", {}).get("gamma", 0.5))
         self.gamma = self.w.FloatSlider(min=0.05, max=0.95, step=0.05, value=round(gamma * 20) / 20, description="γ", readout_format=".2f")
@@ -308,7 +309,7 @@ class MetaSplitExplorer(Explorer):
         poisoned, hard = int((pool & self.poison).sum()), int((pool & self.hard).sum())
         self.label.value = (f"<b>D_C: {int(pool.sum()):,} · poisoned in D_C: <span class='asdkit-poisoned'>{poisoned}</span> of {int(self.poison.sum())}"
                             f" · clean-hard in D_C: {hard} of {int(self.hard.sum())}</b> · AUROC as poison detector: "
-                            f"−loss {self.auroc['loss']:.3f}, loss reduction {self.auroc['reduction']:.3f}")
+                            f"L1 loss {self.auroc['loss']:.3f}, loss reduction {self.auroc['reduction']:.3f} (high ⇒ poisoned)")
         self.state = {"pool": pool, "cut": cut, "poisoned_in_pool": poisoned, "hard_in_pool": hard, **{f"auroc_{k}": v for k, v in self.auroc.items()}}
 
 
