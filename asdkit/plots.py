@@ -36,8 +36,8 @@ def epoch_curves(records: Mapping[str, Record], *, reference: Mapping[str, Recor
     for label, rec in records.items():
         epochs = np.arange(1, rec.epochs + 1)
         for ax, (key, _) in zip(axes, panels):
-            if rec.metrics and key in rec.metrics[0]:
-                ax.plot(epochs, rec.metric(key), marker="o", ms=3, label=label)
+            if any(key in m for m in rec.metrics):  # an epoch without it (e.g. PIPD's isolation rounds) is a gap
+                ax.plot(epochs, [np.nan if v is None else v for v in rec.metric(key)], marker="o", ms=3, label=label)
     for i, (label, rec) in enumerate((reference or {}).items()):
         for ax, (key, _) in zip(axes[:2], panels[:2]):
             ax.axhline(rec.metric(key)[-1], ls="--", lw=1, color="0.4")

@@ -33,12 +33,14 @@ def moves(control, values):
 def main(scale: str = "classroom") -> None:
     none, abl, asd, pipd = (course.record(n, scale) for n in ("none-badnets", "abl-badnets", "asd-badnets", "pipd-badnets"))
     loss = LossExplorer({"no defense": none, "ABL": abl, "ASD": asd})
-    loss.run.value = "ASD"
+    big = LossExplorer({"no defense": none})
     split = SplitExplorer(asd, epoch=asd.metric("stage").index(2))
     meta = MetaSplitExplorer(asd)
     pipd_x = PIPDExplorer(pipd)
+    loss.run.value = "ASD"
     n = len(asd.arrays["is_poison"])
     results = {
+        f"LossExplorer epoch slider (no defense, {len(none.arrays['is_poison']):,} samples)": moves(big.epoch, list(range(1, big.epoch.max + 1)) + [1]),
         f"LossExplorer epoch slider (ASD, {n:,} samples)": moves(loss.epoch, list(range(1, loss.epoch.max + 1)) + [1]),
         "LossExplorer colour": moves(loss.colour, ["clean-hard", "in D_C", "poisoned / clean"] * 2),
         "SplitExplorer rate slider": moves(split.rate, [0.1, 0.3, 0.5, 0.7, 0.9, 0.2]),
