@@ -20,12 +20,14 @@ def _stage_bounds(record: Record) -> list[int]:
     return [e for e in range(1, len(stages)) if stages[e] != stages[e - 1]]
 
 
-def epoch_curves(records: Mapping[str, Record], *, reference: Mapping[str, Record] | None = None):
+def epoch_curves(records: Mapping[str, Record], *, reference: Mapping[str, Record] | None = None, phases: tuple[str, ...] | None = None):
     """ACC, ASR and poisoned samples in D_C per epoch, one line per record (002 Fig. 4 / Fig. 7 style).
 
     ``records`` maps a legend label to a defended run; ``reference`` (optional) maps labels to
     runs drawn dashed, e.g. the no-defense run and the clean twin. Dotted verticals mark where
-    the first record's ASD stages change.
+    the first record's ASD stages change. ``phases`` keeps only the epochs of those phases,
+    counted from 1 (e.g. DBD's ``("head", "finetune")``, so a run that reused its SimCLR
+    backbone lines up with one that trained it).
     """
     import matplotlib.pyplot as plt
 
@@ -34,10 +36,11 @@ def epoch_curves(records: Mapping[str, Record], *, reference: Mapping[str, Recor
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6), constrained_layout=True)
     panels = [("acc", "clean accuracy (ACC)"), ("asr", "attack success rate (ASR)"), ("poison_in_pool", "poisoned samples in $D_C$")]
     for label, rec in records.items():
-        epochs = np.arange(1, rec.epochs + 1)
+        metrics = [m for m in rec.metrics if phases is None or m.get("phase") in phases]
+        epochs = np.arange(1, len(metrics) + 1)
         for ax, (key, _) in zip(axes, panels):
-            if any(key in m for m in rec.metrics):  # an epoch without it (e.g. PIPD's isolation rounds) is a gap
-                ax.plot(epochs, [np.nan if v is None else v for v in rec.metric(key)], marker="o", ms=3, label=label)
+            if any(key in m for m in metrics):  # an epoch without it (e.g. PIPD's isolation rounds) is a gap
+                ax.plot(epochs, [m.get(key, np.nan) for m in metrics], marker="o", ms=3, label=label)
     for i, (label, rec) in enumerate((reference or {}).items()):
         for ax, (key, _) in zip(axes[:2], panels[:2]):
             ax.axhline(rec.metric(key)[-1], ls="--", lw=1, color="0.4")

@@ -44,3 +44,21 @@ def test_pool_composition_shows_the_pool_counts_and_refuses_records_without_them
     assert [t.get_text() for t in fig.axes[0].get_yticklabels()][:2] == ["c0", "c1"]
     with pytest.raises(ValueError, match="per-class pool"):
         pool_composition(Record({"defense": "none"}))
+
+
+def test_epoch_curves_can_keep_some_phases_and_leaves_gaps_for_unlogged_epochs():
+    """DBD-like: SimCLR epochs log no ACC; a run that reused the backbone has none; phases=... lines the two up."""
+    trained, reused = Record({"defense": "dbd"}), Record({"defense": "dbd"})
+    for e in range(2):
+        trained.add_epoch({"phase": "simclr", "loss": 5.0})
+    for rec in (trained, reused):
+        for e in range(3):
+            rec.add_epoch({"phase": "finetune", "acc": 0.7 + 0.01 * e, "asr": 0.05, **({"poison_in_pool": 4 - e} if e else {})})
+    fig = epoch_curves({"trained": trained, "reused": reused}, phases=("finetune",))
+    acc_ax, _, pool_ax = fig.axes
+    a, b = [ln for ln in acc_ax.get_lines() if ln.get_marker() == "o"]
+    assert list(a.get_xdata()) == list(b.get_xdata()) == [1, 2, 3] and list(a.get_ydata()) == list(b.get_ydata())
+    pool = list(pool_ax.get_lines()[0].get_ydata())
+    assert np.isnan(pool[0]) and pool[1:] == [3, 2]  # the first epoch logged no pool: a gap, not a shift
+    whole = epoch_curves({"trained": trained})
+    assert list(whole.axes[0].get_lines()[0].get_xdata()) == [1, 2, 3, 4, 5]
