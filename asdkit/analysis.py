@@ -5,7 +5,7 @@ import numpy as np
 
 from .records import Record
 
-__all__ = ["clean_hard_mask", "detection_auroc", "meta_split_separation", "pool_by_true_class", "stage2_separation", "knn_label_agreement",
+__all__ = ["clean_hard_mask", "isolation_rates", "detection_auroc", "meta_split_separation", "pool_by_true_class", "stage2_separation", "knn_label_agreement",
            "feature_neighbourhoods"]
 
 
@@ -19,6 +19,15 @@ def clean_hard_mask(score, is_poison, fraction: float = 0.1):
     hard = torch.zeros_like(is_poison)
     hard[clean_index[torch.argsort(score[clean_index], descending=True, stable=True)[:k]]] = True
     return hard
+
+
+def isolation_rates(flagged, is_poison) -> dict[str, float]:
+    """003 Table 2's TPR (share of the poisoned samples flagged) and FPR (share of the clean ones flagged); 0 where a group is empty."""
+    import torch
+
+    flagged, is_poison = torch.as_tensor(flagged, dtype=torch.bool), torch.as_tensor(is_poison, dtype=torch.bool)
+    return {"tpr": float((flagged & is_poison).sum() / max(1, int(is_poison.sum()))),
+            "fpr": float((flagged & ~is_poison).sum() / max(1, int((~is_poison).sum())))}
 
 
 def detection_auroc(score, is_poison) -> float:

@@ -12,7 +12,7 @@ from typing import Any
 
 from .config import SCALES, make_config
 from .records import Record, runs_dir
-from .runner import run, run_folder
+from .runner import finished_record, run
 
 __all__ = ["CourseRun", "COURSE", "scale", "config", "record", "prepare", "status"]
 
@@ -75,23 +75,15 @@ def config(name: str, at: str | None = None, **overrides: Any):
 def record(name: str, at: str | None = None, *, quiet: bool = True, **overrides: Any) -> Record:
     """The finished record of course run ``name``: loaded if it exists, else trained now (and kept)."""
     cfg = config(name, at, **overrides)
-    folder = run_folder(cfg)
-    if (folder / "record.pt").exists():
-        rec = Record.load(folder)
-        if rec.status == "done":
-            return rec
-    run(cfg, quiet=quiet)
-    return Record.load(folder)
+    rec = finished_record(cfg)
+    if rec is None:
+        rec = Record.load(run(cfg, quiet=quiet)["record"])
+    return rec
 
 
 def status(at: str | None = None) -> list[tuple[str, bool]]:
     """(name, finished?) of every course run at scale ``at``."""
-    out = []
-    for name in COURSE:
-        folder = run_folder(config(name, at))
-        done = (folder / "record.pt").exists() and Record.load(folder).status == "done"
-        out.append((name, done))
-    return out
+    return [(name, finished_record(config(name, at)) is not None) for name in COURSE]
 
 
 def prepare(at: str | None = None, *, names: list[str] | None = None, quiet: bool = False) -> list[dict[str, Any]]:

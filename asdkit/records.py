@@ -106,6 +106,12 @@ class Record:
         t = self.epoch_arrays[name][epoch]
         return t.float() if t.is_floating_point() else t
 
+    def logged_epochs(self, name: str) -> list[int]:
+        """The epochs that logged the per-epoch array ``name`` (one first logged later is padded with empty arrays before)."""
+        if name not in self.epoch_arrays:
+            raise KeyError(f"This record has no per-epoch array {name!r}; it has {sorted(self.epoch_arrays)}.")
+        return [e for e, t in enumerate(self.epoch_arrays[name]) if t.numel()]
+
     def weights(self, name: str = "final") -> dict[str, torch.Tensor]:
         """The model weights saved at snapshot ``name`` (``final`` once the run is done), read with weights_only=True."""
         snap = self.snapshots.get(name, {})

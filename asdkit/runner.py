@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from . import __version__
-from .analysis import clean_hard_mask
+from .analysis import clean_hard_mask, isolation_rates
 from .attacks import asr_testset, make_attack, poison
 from .config import RunConfig, config_hash, defense_options, resolve_epochs, validate
 from .context import Context, Evaluator
@@ -183,9 +183,7 @@ class Run:
             return {}
         is_poison = self.truth.is_poison
         flagged = ~pool  # isolated as (possibly) poisoned: 003 Table 2's TPR and FPR
-        out = {"poison_in_pool": int((pool & is_poison).sum()),
-               "tpr": float((flagged & is_poison).sum() / max(1, int(is_poison.sum()))),
-               "fpr": float((flagged & ~is_poison).sum() / max(1, int((~is_poison).sum())))}
+        out = {"poison_in_pool": int((pool & is_poison).sum()), **isolation_rates(flagged, is_poison)}
         score = self.ctx.pool_score
         if score is not None:  # clean-hard: the hard_fraction·N clean samples of largest score (002 Section 5.2)
             hard = clean_hard_mask(score, is_poison, self.ctx.pool_hard_fraction)
@@ -281,9 +279,17 @@ class Run:
         return {
             "max_poison_in_clean_pool": max(counts) if counts else 0,
             "max_poison_fraction_in_clean_pool": max(counts) / n_poison if counts and n_poison else 0.0,
-            "tpr": float((flagged & is_poison).sum() / max(1, n_poison)),
-            "fpr": float((flagged & ~is_poison).sum() / max(1, int((~is_poison).sum()))),
+            **isolation_rates(flagged, is_poison),
         }
+
+
+def finished_record(config: RunConfig, root: Path | None = None) -> Record | None:
+    """The finished record of ``config`` if there is one (an interrupted or missing run: None)."""
+    path = run_folder(config, root) / "record.pt"
+    if not path.exists():
+        return None
+    rec = Record.load(path)
+    return rec if rec.status == "done" else None
 
 
 def run(config: RunConfig, *, root: Path | None = None, quiet: bool = False, force: bool = False) -> dict[str, Any]:
@@ -294,10 +300,9 @@ def run(config: RunConfig, *, root: Path | None = None, quiet: bool = False, for
     """
     validate(config)
     folder = run_folder(config, root)
-    if not force and (folder / "record.pt").exists():
-        rec = Record.load(folder / "record.pt")
-        if rec.status == "done":
-            return {**rec.summary, "reused": True}
+    rec = None if force else finished_record(config, root)
+    if rec is not None:
+        return {**rec.summary, "reused": True}
     r = Run(config, root=root, quiet=quiet)  # every check passes before anything old is deleted
     if force and folder.exists():
         for path in folder.glob("*.pt"):

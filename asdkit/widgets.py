@@ -15,7 +15,7 @@ from typing import Any, Mapping
 import numpy as np
 import torch
 
-from .analysis import clean_hard_mask, detection_auroc
+from .analysis import clean_hard_mask, detection_auroc, isolation_rates
 from .defenses.policies import class_agnostic_loss_split, class_aware_loss_split, meta_split
 from .records import Record
 
@@ -142,8 +142,7 @@ class LossExplorer(Explorer):
         self._sync_epochs()
 
     def _logged_epochs(self) -> list[int]:
-        rec = self.records[self.run.value]
-        return [e for e, t in enumerate(rec.epoch_arrays[self.loss.value]) if t.numel()]
+        return self.records[self.run.value].logged_epochs(self.loss.value)
 
     def _sync_epochs(self) -> None:
         epochs = self._logged_epochs()
@@ -155,7 +154,7 @@ class LossExplorer(Explorer):
         key = (run, loss, k)
         if key not in self._cache:
             rec = self.records[run]
-            epochs = [e for e, t in enumerate(rec.epoch_arrays[loss]) if t.numel()]
+            epochs = rec.logged_epochs(loss)
             e = epochs[k]
             values = rec.epoch_array(loss, e).numpy()
             if (run, loss) not in self._cache:  # one x-range for every epoch of a run and loss: losses are seen to shrink
@@ -213,8 +212,7 @@ class SplitExplorer(Explorer):
         loss = loss or next((n for n in ("l1_loss", "sce_loss", "train_loss", "lga_loss") if n in record.epoch_arrays), None)
         if loss is None:
             raise ValueError(f"{record!r} logs no per-sample loss to split ({sorted(LOSSES)})")
-        epochs = [e for e, t in enumerate(record.epoch_arrays[loss]) if t.numel()]
-        self.record, self.loss_name, self.at = record, loss, epochs[epoch]
+        self.record, self.loss_name, self.at = record, loss, record.logged_epochs(loss)[epoch]
         self.losses = record.epoch_array(loss, self.at)
         self.labels = record.arrays["observed_label"].long()
         self.poison = record.arrays["is_poison"].bool()
@@ -248,8 +246,8 @@ class SplitExplorer(Explorer):
             p, b = m & self.poison, m & ~self.poison
             per["tpr_per_class"].append(float((flagged & p).sum() / p.sum()) if p.any() else float("nan"))
             per["fpr_per_class"].append(float((flagged & b).sum() / b.sum()) if b.any() else float("nan"))
-        tpr = float((flagged & self.poison).sum() / max(1, int(self.poison.sum())))
-        fpr = float((flagged & ~self.poison).sum() / max(1, int((~self.poison).sum())))
+        rates = isolation_rates(flagged, self.poison)
+        tpr, fpr = rates["tpr"], rates["fpr"]
         ax = self.figure.add_subplot()
         x = np.arange(self.k)
         ax.bar(x, per["clean in D_C"], color=COLOURS["clean"], label="clean in D_C")
