@@ -14,6 +14,6 @@ from .config import RunConfig, make_config  # noqa: E402
 from .context import Context  # noqa: E402
 from .phases import Optim, Phase  # noqa: E402
 from .records import Record, RecordError  # noqa: E402
-from .runner import Run, run  # noqa: E402
+from .runner import Run, run, run_seeds  # noqa: E402
 
-__all__ = ["RunConfig", "make_config", "Context", "Optim", "Phase", "Record", "RecordError", "Run", "run", "__version__"]
+__all__ = ["RunConfig", "make_config", "Context", "Optim", "Phase", "Record", "RecordError", "Run", "run", "run_seeds", "__version__"]

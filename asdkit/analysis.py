@@ -5,8 +5,44 @@ import numpy as np
 
 from .records import Record
 
-__all__ = ["clean_hard_mask", "isolation_rates", "detection_auroc", "meta_split_separation", "pool_by_true_class", "stage2_separation", "knn_label_agreement",
+__all__ = ["MEANINGFUL_TARGET_ACC", "class_health", "over_seeds", "clean_hard_mask", "isolation_rates", "detection_auroc", "meta_split_separation", "pool_by_true_class", "stage2_separation", "knn_label_agreement",
            "feature_neighbourhoods"]
+
+
+# Below this clean test accuracy on the target class, a model barely predicts the target at all, so a low ASR
+# says nothing about the backdoor (a starved target class "resists" every trigger).
+MEANINGFUL_TARGET_ACC = 0.5
+
+
+def class_health(acc_per_class, target: int, classes=None) -> dict:
+    """The lowest per-class test accuracy and its class, the target class's own, and whether the ASR means anything."""
+    acc = [float(a) for a in acc_per_class]
+    low = int(np.argmin(acc))
+    return {"lowest_class_acc": acc[low], "lowest_class": str(classes[low]) if classes is not None else str(low),
+            "target_class_acc": acc[target], "asr_meaningful": acc[target] >= MEANINGFUL_TARGET_ACC}
+
+
+def _spread(values) -> dict[str, float]:
+    v = np.asarray([x for x in values if x is not None], dtype=np.float64)
+    if not len(v):
+        return {}
+    return {"median": float(np.median(v)), "min": float(v.min()), "max": float(v.max()), "mean": float(v.mean()),
+            "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0}
+
+
+def over_seeds(summaries: dict[int, dict]) -> dict:
+    """One config over several seeds (seed → run summary): median, range, mean and sd of ACC, ASR, lowest class and time.
+
+    Also the worst class over all seeds and the seeds whose ASR means nothing (target class below
+    :data:`MEANINGFUL_TARGET_ACC`). Numbers repeat exactly on one machine, not across CPU models.
+    """
+    seeds = sorted(summaries)
+    rows = [summaries[s] for s in seeds]
+    worst = min(seeds, key=lambda s: summaries[s]["lowest_class_acc"])
+    return {"seeds": seeds, "acc": _spread(r["acc"] for r in rows), "asr": _spread(r.get("asr") for r in rows),
+            "lowest_class_acc": _spread(r["lowest_class_acc"] for r in rows), "seconds": _spread(r["seconds"] for r in rows),
+            "worst": {"seed": worst, "class": summaries[worst]["lowest_class"], "acc": summaries[worst]["lowest_class_acc"]},
+            "asr_not_meaningful": [s for s in seeds if not summaries[s].get("asr_meaningful", True)]}
 
 
 def clean_hard_mask(score, is_poison, fraction: float = 0.1):

@@ -14,11 +14,13 @@ __all__ = ["main"]
 _RUN_HELP = """\
 Train a model on a poisoned data set, with or without a defense, and write a record.
 
-The three scales are presets of one config (the algorithm never changes, only sizes,
+The four scales are presets of one config (the algorithm never changes, only sizes,
 budgets and schedules):
   smoke      seconds: 2,000 Fashion-MNIST images, a narrow network (tests, CI)
   classroom  minutes on a 2-core CPU: all of Fashion-MNIST, the compact ResNet (default);
              a budget of 180,000 sample visits, so a smaller --dataset trains more epochs
+  lab        at most 20 minutes a run on a 2-core CPU: 5,000 Fashion-MNIST images for every
+             defense, each image seen about as often as in the papers (README, "The lab scale")
   paper      the papers' setting: CIFAR-10, ResNet-18, 200 epochs, SGD 0.1 (use a GPU)
 
 Anything else is a config field: --set epochs=5 --set lr=0.01 --set attack.size=4
@@ -33,6 +35,7 @@ examples:
   asdkit run --attack blend --rate 0.05 --target 3
   asdkit run --scale paper --device cuda       # CIFAR-10 + ResNet-18, as in the papers
   asdkit run --dataset ../my.npz --set epochs=10 --json
+  asdkit run --defense asd --scale lab --seed 0-2   # three seeds, then their spread
 """
 
 
@@ -53,8 +56,9 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target", type=int, help="target class index (default: 0 classroom, 3 paper)")
     p.add_argument("--label-mode", choices=["all2one", "all2all"], help="all2all relabels y -> (y + 1) mod C")
     p.add_argument("--defense", default="none", help=", ".join(DEFENSES) + (f" (later: {', '.join(PLANNED_DEFENSES)})" if PLANNED_DEFENSES else ""))
-    p.add_argument("--scale", default="classroom", choices=SCALES, help="preset: smoke, classroom (default) or paper")
-    p.add_argument("--seed", type=int, help="seed of the poison selection, the trigger, the initialisation and the batches")
+    p.add_argument("--scale", default="classroom", choices=SCALES, help="preset: smoke, classroom (default), lab or paper")
+    p.add_argument("--seed", help="seed of the poison selection, the trigger, the initialisation and the batches; "
+                   "several (0,1,2 or 0-4): one run each, then their median, range and lowest per-class accuracy")
     p.add_argument("--device", help="auto (CUDA, then Apple MPS, then CPU), cpu, cuda, cuda:N or mps")
     p.add_argument("--model", help="compact, resnet18, vgg11, mobilenet_v2 or densenet121")
     p.add_argument("--set", dest="assignments", action="append", default=[], metavar="KEY=VALUE", help="any other config field; repeatable")
@@ -98,29 +102,37 @@ def _cmd_options(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
     from .config import make_config, parse_assignment
-    from .runner import run
+    from .runner import run, run_seeds
 
     if args.options:
         print(_options_table(args.defense))
         return 0
 
     overrides = dict(parse_assignment(a) for a in args.assignments)
-    for name in ("dataset", "attack", "rate", "target", "seed", "model"):
+    seeds = _parse_seeds(args.seed)
+    for name in ("dataset", "attack", "rate", "target", "model"):
         if getattr(args, name) is not None:
             overrides[name] = getattr(args, name)
+    if seeds:
+        overrides["seed"] = seeds[0]
     if args.label_mode:
         overrides["label_mode"] = args.label_mode
     if args.device is not None:
         overrides["device"] = args.device
     config = make_config(args.scale, defense=args.defense, overrides=overrides)
+    if len(seeds) > 1:
+        result = run_seeds(config, seeds, quiet=args.quiet, force=args.force)
+        for seed, summary in result["runs"].items():
+            print(f"seed {seed}: {_summary_line(replace(config, seed=seed), summary)}")
+        print(_spread_line(config, result["over_seeds"]))
+        if args.json:
+            print(json.dumps(result))
+        return 0
     summary = run(config, quiet=args.quiet, force=args.force)
-    asr = summary.get("asr")
-    extra = "".join(f"  {k} {v:.3g}" if isinstance(v, float) else f"  {k} {v}" for k, v in summary.items()
-                    if k not in {"acc", "asr", "seconds", "record", "epochs", "reused", "phases"} and not k.startswith("seconds_"))
-    reused = " (reused finished record)" if summary.get("reused") else ""
-    print(f"{config.defense} vs {config.attack} {config.rate:.0%} on {config.dataset} ({config.scale}): "
-          f"ACC {summary['acc']:.2%}  ASR {asr:.2%}{extra}  {summary['epochs']} epochs  {summary['seconds']:.0f} s{reused}  -> {summary['record']}")
+    print(_summary_line(config, summary))
     from .defenses import DEFENSES
 
     if "tpr" in summary and DEFENSES[config.defense].isolated:
@@ -128,6 +140,66 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary))
     return 0
+
+
+_SHOWN = {"acc", "asr", "seconds", "record", "epochs", "reused", "phases", "lowest_class_acc", "lowest_class", "target_class_acc", "asr_meaningful"}
+
+
+def _parse_seeds(text: str | None) -> list[int]:
+    """``--seed``: one int, a comma list (0,1,2) or a range (0-4); [] when not given."""
+    if text is None:
+        return []
+    seeds: list[int] = []
+    try:
+        for part in str(text).split(","):
+            lo, _, hi = part.strip().partition("-")
+            seeds.extend(range(int(lo), int(hi) + 1) if hi else [int(lo)])
+    except ValueError:
+        raise ValueError(f"The 'seed' field must be a non-negative int, a comma list (0,1,2) or a range (0-4). Got {text!r} instead.") from None
+    if len(set(seeds)) != len(seeds) or not seeds:
+        raise ValueError(f"The 'seed' field lists a seed twice or none: {text!r}.")
+    return seeds
+
+
+def _asr_text(config, summary: dict) -> str:
+    asr = summary.get("asr")
+    text = "ASR n/a" if asr is None else f"ASR {asr:.2%}"
+    if not summary.get("asr_meaningful", True):
+        text += f" (not meaningful: the target class itself is at {summary['target_class_acc']:.0%} test accuracy)"
+    return text
+
+
+def _summary_line(config, summary: dict) -> str:
+    """The one line a run prints: ACC, ASR (flagged when the target class is starved), lowest class, the defense's figures, time."""
+    extra = "".join(f"  {k} {v:.3g}" if isinstance(v, float) else f"  {k} {v}" for k, v in summary.items()
+                    if k not in _SHOWN and not k.startswith("seconds_"))
+    low = f"  lowest class {summary['lowest_class']} {summary['lowest_class_acc']:.1%}" if "lowest_class_acc" in summary else ""
+    reused = " (reused finished record)" if summary.get("reused") else ""
+    return (f"{config.defense} vs {config.attack} {config.rate:.0%} on {config.dataset} ({config.scale}): "
+            f"ACC {summary['acc']:.2%}  {_asr_text(config, summary)}{low}{extra}  {summary['epochs']} epochs  "
+            f"{summary['seconds']:.0f} s{reused}  -> {summary['record']}")
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+
+
+def _spread_line(config, spread: dict) -> str:
+    """Several seeds in one line: median (range) of ACC, ASR and the lowest class, the worst class, time; seeds whose ASR means nothing."""
+    def pct(d: dict) -> str:
+        return f"median {d['median']:.1%} ({d['min']:.1%}-{d['max']:.1%}, mean {d['mean']:.1%} ± {d['std']:.1%})" if d else "n/a"
+
+    w = spread["worst"]
+    lines = [f"{config.defense} vs {config.attack} {config.rate:.0%} on {config.dataset} ({config.scale}), "
+             f"{len(spread['seeds'])} seeds {','.join(map(str, spread['seeds']))}:",
+             f"  ACC {pct(spread['acc'])}",
+             f"  ASR {pct(spread['asr'])}",
+             f"  lowest per-class accuracy {pct(spread['lowest_class_acc'])}; worst {w['class']} {w['acc']:.1%} (seed {w['seed']})",
+             f"  time median {_duration(spread['seconds']['median'])} ({_duration(spread['seconds']['min'])}-{_duration(spread['seconds']['max'])})"]
+    if spread["asr_not_meaningful"]:
+        lines.append(f"  ASR not meaningful in seed(s) {spread['asr_not_meaningful']}: the target class is below 50 % test accuracy there")
+    lines.append("  (numbers repeat exactly on one machine, not across CPU models)")
+    return "\n".join(lines)
 
 
 def _cmd_data(args: argparse.Namespace) -> int:

@@ -1,4 +1,4 @@
-"""One run = one config: the declared fields, the scales (smoke / classroom / paper), overrides, validation.
+"""One run = one config: the declared fields, the scales (smoke / classroom / lab / paper), overrides, validation.
 
 A config is a frozen dataclass of plain values, so it hashes to a record key and prints as
 the hyper-parameter table of a run. Every field is declared once in :func:`config_fields`
@@ -17,12 +17,12 @@ import re
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from .options import Option, Options, check_value, choice, integer, real, resolve, text
+from .options import Option, Options, check_value, choice, integer, real, resolve, scale_chain, text
 
 __all__ = ["RunConfig", "SCALES", "make_config", "parse_assignment", "config_hash", "config_fields", "validate",
            "defense_options", "defense_spec", "resolve_epochs"]
 
-SCALES = ("smoke", "classroom", "paper")
+SCALES = ("smoke", "classroom", "lab", "paper")
 
 
 @dataclass(frozen=True)
@@ -90,7 +90,9 @@ def config_fields() -> tuple[Option, ...]:
     """The declared config fields: what each accepts, its default per scale and what it means.
 
     Scales: ``smoke`` (seconds: 2,000 images, a narrow network), ``classroom`` (a 2-core CPU,
-    minutes: all of Fashion-MNIST, the compact ResNet), ``paper`` (002 appendix B.2: CIFAR-10,
+    minutes: all of Fashion-MNIST, the compact ResNet), ``lab`` (≤ 20 min on that CPU: 5,000 images,
+    the classroom's network, each image seen about as often as in the papers; it inherits what it
+    does not set from classroom), ``paper`` (002 appendix B.2: CIFAR-10,
     ResNet-18, 200 epochs of SGD 0.1, momentum 0.9, wd 5e-4, /10 at 100 and 150).
     """
     from .attacks import ATTACKS
@@ -114,11 +116,11 @@ def config_fields() -> tuple[Option, ...]:
         choice("model", "resnet18", sorted(MODELS), scales={"smoke": "compact", "classroom": "compact"}, doc="the network"),
         Option("model_args", {}, _is_dict, "a dict of the model's keyword options", "e.g. {'widths': [16, 32, 64]}",
                {"smoke": {"widths": [16, 32, 64]}}),
-        integer("train_size", 0, low=0, scales={"smoke": 2000}, doc="stratified subset of the training set; 0 = all of it"),
+        integer("train_size", 0, low=0, scales={"smoke": 2000, "lab": 5000}, doc="stratified subset of the training set; 0 = all of it"),
         integer("test_size", 0, low=0, scales={"smoke": 1000}, doc="stratified subset of the test set; 0 = all of it"),
         integer("epochs", 200, low=0, scales={"smoke": 0, "classroom": 0},
                 doc="training epochs; 0 = as many as 'budget' buys on this data set"),
-        integer("budget", 180_000, low=1, scales={"smoke": 4000},
+        integer("budget", 180_000, low=1, scales={"smoke": 4000, "lab": 300_000},
                 doc="sample visits of supervised training when epochs = 0 (epochs = round(budget / N), at least 1)"),
         integer("batch_size", 128, low=1, doc="training batch"),
         choice("optimizer", "sgd", ("adam", "sgd"), scales={"smoke": "adam", "classroom": "adam"}, doc="the optimiser"),
@@ -165,9 +167,13 @@ def make_config(scale: str = "classroom", *, defense: str = "none", overrides: d
             raise ValueError(f"The {key!r} field chooses the preset and cannot be overridden; pass it as make_config({key}=...) "
                              f"(on the command line: --{key}). Got {key}={overrides[key]!r}.")
     values: dict[str, Any] = {o.name: o.default_at(scale) for o in config_fields()}
-    dataset = overrides.get("dataset", spec.presets.get(scale, {}).get("dataset", values["dataset"]))
-    values.update(spec.presets.get(scale, {}))
-    values.update(spec.dataset_presets.get((scale, dataset), {}))
+    presets: dict[str, Any] = {}
+    for s in scale_chain(scale):  # lab: the classroom's presets, then its own
+        presets.update(spec.presets.get(s, {}))
+    dataset = overrides.get("dataset", presets.get("dataset", values["dataset"]))
+    values.update(presets)
+    for s in scale_chain(scale):
+        values.update(spec.dataset_presets.get((s, dataset), {}))
     values["scale"], values["defense"] = scale, defense
     model = overrides.get("model", values["model"])
     if model != "compact" and "model_args" not in overrides:

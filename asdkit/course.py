@@ -26,6 +26,7 @@ class CourseRun:
     notebooks: tuple[str, ...] = ()
     about: str = ""
     same_data_as: str = ""  # take train_size/test_size from this defense's preset (DBD's features vs a supervised model's)
+    scale_up: dict[str, str] = field(default_factory=dict)  # course scale -> the scale this run uses instead (classroom -> lab)
 
 
 ATTACKS = ("badnets", "blend", "wanet", "sig", "trojan")
@@ -36,6 +37,8 @@ COURSE: dict[str, CourseRun] = {
     "clean": CourseRun("none", {"rate": 0.0}, ("01", "07"), "the clean twin: no poison, its ASR is the floor"),
     "abl-badnets": CourseRun("abl", {}, ("02", "07"), "ABL against BadNets"),
     "asd-badnets": CourseRun("asd", {}, ("03", "04", "07"), "ASD against BadNets"),
+    "asd-badnets-lab": CourseRun("asd", {}, ("03",), "ASD against BadNets at the next scale up (classroom course: lab, ~16 min)",
+                                 scale_up={"classroom": "lab"}),
     "pipd-badnets": CourseRun("pipd", {}, ("05", "07"), "PIPD against BadNets"),
     "pipd-unlearn-badnets": CourseRun("pipd", {"defense.operation": "unlearn"}, ("05",), "PIPD with ABL's unlearning instead of selective training"),
     "dbd-badnets": CourseRun("dbd", {}, ("06", "07"), "DBD against BadNets"),
@@ -64,6 +67,7 @@ def _spec(name: str) -> CourseRun:
 def config(name: str, at: str | None = None, **overrides: Any):
     """The :class:`~asdkit.config.RunConfig` of course run ``name`` at scale ``at`` (default :func:`scale`), plus ``overrides``."""
     spec, at = _spec(name), at or scale()
+    at = spec.scale_up.get(at, at)
     values = dict(spec.overrides)
     if spec.same_data_as:
         other = make_config(at, defense=spec.same_data_as)

@@ -14,7 +14,20 @@ import numbers
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping
 
-__all__ = ["Option", "Options", "integer", "real", "choice", "text", "flag", "any_of", "check_value", "resolve", "format_table"]
+__all__ = ["Option", "Options", "SCALE_PARENTS", "scale_chain", "integer", "real", "choice", "text", "flag", "any_of", "check_value",
+           "resolve", "format_table"]
+
+# A scale that sets no default of its own for an option takes its parent's: "lab" is the classroom's data
+# and network with bigger budgets, so it names only what it changes.
+SCALE_PARENTS: dict[str, str] = {"lab": "classroom"}
+
+
+def scale_chain(scale: str) -> tuple[str, ...]:
+    """``scale`` and its ancestors, the most general first: ``("classroom", "lab")`` for lab."""
+    chain = [scale]
+    while chain[-1] in SCALE_PARENTS:
+        chain.append(SCALE_PARENTS[chain[-1]])
+    return tuple(reversed(chain))
 
 
 @dataclass(frozen=True)
@@ -29,8 +42,11 @@ class Option:
     scales: Mapping[str, Any] = field(default_factory=dict)  # scale -> default where it differs from ``default``
 
     def default_at(self, scale: str) -> Any:
-        """The default of this option at ``scale``."""
-        return self.scales.get(scale, self.default)
+        """The default of this option at ``scale`` (or at its parent scale, when it sets none)."""
+        for s in reversed(scale_chain(scale)):
+            if s in self.scales:
+                return self.scales[s]
+        return self.default
 
 
 class Options(dict):

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from . import __version__
-from .analysis import clean_hard_mask, isolation_rates
+from .analysis import class_health, clean_hard_mask, isolation_rates
 from .attacks import asr_testset, make_attack, poison
 from .config import RunConfig, config_hash, defense_options, resolve_epochs, validate
 from .context import Context, Evaluator
@@ -27,7 +27,7 @@ from .models import make_model, unfreeze
 from .phases import Phase, build_optimizers, lr_factor, select
 from .records import Record, RecordError, load_checked, runs_dir, save_atomic
 
-__all__ = ["Run", "run", "run_folder", "lr_factor"]
+__all__ = ["Run", "run", "run_seeds", "run_folder", "lr_factor"]
 
 
 def run_folder(config: RunConfig, root: Path | None = None) -> Path:
@@ -62,6 +62,7 @@ class Run:
         device = resolve_device(config.device)
         splits = load(config.dataset, resolution=config.resolution or None)
         train, test = splits.train, splits.test
+        self.classes = train.classes
         if config.target >= train.num_classes:
             raise ValueError(f"The 'target' field must be a class index in [0, {train.num_classes - 1}] for {config.dataset}. Got {config.target} instead.")
         if config.train_size:
@@ -257,7 +258,8 @@ class Run:
         for m in metrics:  # 002 Table 3: time per stage
             per_phase[f"seconds_{m['phase']}"] = per_phase.get(f"seconds_{m['phase']}", 0.0) + m["seconds"]
         per_phase = {k: round(v, 1) for k, v in per_phase.items()}
-        summary = {"acc": last["acc"], "asr": last.get("asr"), "seconds": round(self.seconds, 1), "record": str(self.folder),
+        summary = {"acc": last["acc"], "asr": last.get("asr"), **class_health(last["acc_per_class"], self.config.target, self.classes),
+                   "seconds": round(self.seconds, 1), "record": str(self.folder),
                    "epochs": self.record.epochs, "phases": {p.name: p.epochs for p in self.phases},
                    **self._pool_summary(), **per_phase, **(extra or {})}
         self.record.summary = summary
@@ -302,9 +304,26 @@ def run(config: RunConfig, *, root: Path | None = None, quiet: bool = False, for
     folder = run_folder(config, root)
     rec = None if force else finished_record(config, root)
     if rec is not None:
-        return {**rec.summary, "reused": True}
+        summary = dict(rec.summary)
+        if "lowest_class_acc" not in summary:  # a record from before the summary carried its classes
+            last = next(m for m in reversed(rec.metrics) if "acc_per_class" in m)
+            summary.update(class_health(last["acc_per_class"], config.target))
+        return {**summary, "reused": True}
     r = Run(config, root=root, quiet=quiet)  # every check passes before anything old is deleted
     if force and folder.exists():
         for path in folder.glob("*.pt"):
             path.unlink()
     return r.execute()
+
+
+def run_seeds(config: RunConfig, seeds, *, root: Path | None = None, quiet: bool = False, force: bool = False) -> dict[str, Any]:
+    """``config`` over several seeds, reusing finished records: each seed's summary and their spread (:func:`~asdkit.analysis.over_seeds`)."""
+    from dataclasses import replace
+
+    from .analysis import over_seeds
+
+    configs = {int(s): replace(config, seed=int(s)) for s in seeds}
+    for c in configs.values():  # every seed's config checks before the first trains
+        validate(c)
+    runs = {s: run(c, root=root, quiet=quiet, force=force) for s, c in configs.items()}
+    return {"runs": runs, "over_seeds": over_seeds(runs)}

@@ -23,7 +23,7 @@ from . import DefenseSpec
 from .policies import lowest_fraction
 
 OPTIONS = (
-    integer("isolation_epochs", 20, low=1, scales={"classroom": 1, "smoke": 1}, doc="epochs of LGA training before the isolation (002 B.3)"),
+    integer("isolation_epochs", 20, low=1, scales={"classroom": 1, "lab": 20, "smoke": 1}, doc="epochs of LGA training before the isolation (002 B.3)"),
     real("isolation_rate", 0.01, low=0, high=1, closed="neither", doc="fraction of D isolated: the lowest-loss samples (002 B.3)"),
     real("gamma", 0.5, low=0, doc="LGA threshold γ (003 Eq. 2; 002 appendix N searches 0-0.5)"),
     choice("lga_form", "batch", ("batch", "sample"), doc="sign of the batch mean (ABL's code) or of each sample (losses.lga_sign)"),

@@ -42,7 +42,7 @@ _SHARED = {o.name: o for o in _asd.OPTIONS}  # MixMatch, SCE and virtual-model o
 
 OPTIONS = (
     # stage 1: SimCLR (004 appendix I; the authors' code for what the paper leaves out)
-    integer("simclr_epochs", 100, low=0, scales={"classroom": 20, "smoke": 2}, doc="SimCLR epochs (004 appendix I: 100)"),
+    integer("simclr_epochs", 100, low=0, scales={"classroom": 20, "lab": 100, "smoke": 2}, doc="SimCLR epochs (004 appendix I: 100)"),
     integer("simclr_horizon", 1000, low=0, scales={"classroom": 0, "smoke": 0},
             doc="epochs the cosine schedule spans; 0 = simclr_epochs (the authors' epoch-100 backbone of 1,000)"),
     integer("simclr_batch_size", 512, low=2, scales={"classroom": 256, "smoke": 128}, doc="SimCLR batch (the authors' 512)"),
@@ -61,7 +61,7 @@ OPTIONS = (
     # stage 3: filtering and MixMatch
     real("filter_rate", 0.5, low=0, high=1, closed="neither", doc="α: the share of D labelled, lowest SCE first (004 §5.1)"),
     choice("split", "loss", ("loss", "meta"), doc="loss: DBD's filter; meta: ASD's meta-split on the same losses (002 Fig. 5a)"),
-    integer("finetune_epochs", 190, low=1, scales={"classroom": 4, "smoke": 2}, doc="MixMatch epochs (004 appendix I: 190)"),
+    integer("finetune_epochs", 190, low=1, scales={"classroom": 4, "lab": 6, "smoke": 2}, doc="MixMatch epochs (004 appendix I: 190)"),
     real("finetune_lr", 0.002, low=0, closed="neither", doc="Adam lr of the fine-tuning (004 appendix I)"),
     _SHARED["iterations"], _SHARED["mixmatch_batch_size"], _SHARED["temperature"], _SHARED["mixup_alpha"], _SHARED["lambda_u"],
     _SHARED["clean_hard_fraction"],
@@ -193,5 +193,9 @@ SPEC = DefenseSpec(
         # 4 fine-tuning epochs of 200 MixMatch steps. 8 SimCLR epochs left BadNets at ASR 10.8 % (58 poisoned samples
         # labelled, two classes starved); 20 give 3.4 %. Measured: the README, "DBD at classroom scale".
         "classroom": dict(train_size=10000, test_size=5000),
+        # Lab: the lab's 5,000 images, 100 SimCLR epochs (004 appendix I's count; 1,900 steps of 256), 6 fine-tuning epochs of
+        # 800 MixMatch steps; ~17 min on two cores. Measured (seed 0): probe 83.2 % (classroom 81.3 %), ACC 75.6 %, ASR 4.1 %
+        # against no defense's 88.5 %: the lowest-SCE half still never labels a shirt (0 %). The README, "The lab scale".
+        "lab": dict(train_size=5000, test_size=0),
     },
 )

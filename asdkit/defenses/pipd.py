@@ -41,7 +41,7 @@ OPTIONS = (
     integer("layers", 0, low=0, doc="0: every channel layer; K: only the last K (the authors' SIG driver: 1, Refool: 3)"),
     choice("pooling", "max", ("max", "mean"), doc="spatial pooling of a channel (the authors' code: max)"),
     choice("breaks", "jenks", ("jenks", "exact"), doc="natural breaks by jenkspy, or the exact sort-and-prefix-sum split"),
-    integer("train_epochs", 20, low=0, scales={"classroom": 2, "smoke": 2}, doc="epochs of selective training (003: 20)"),
+    integer("train_epochs", 20, low=0, scales={"classroom": 2, "lab": 20, "smoke": 2}, doc="epochs of selective training (003: 20)"),
     real("train_lr", 0.01, low=0, closed="neither", scales={"classroom": 1e-3, "smoke": 1e-3},
          doc="lr of the selective training (the run's optimiser, constant; 003 does not print it)"),
     real("lambda_", 1.0, low=0, doc="λ of the ascent term of Eq. 10 (003 does not print it)"),
