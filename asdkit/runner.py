@@ -21,7 +21,7 @@ from .analysis import class_health, clean_hard_mask, isolation_rates
 from .attacks import asr_testset, make_attack, poison
 from .config import RunConfig, config_hash, defense_options, resolve_epochs, validate
 from .context import Context, Evaluator
-from .data import load, seed_samples, stratified_subset
+from .data import class_names, load, seed_samples, stratified_subset
 from .engine import Images, Normalizer, resolve_device, stream
 from .models import make_model, unfreeze
 from .phases import Phase, build_optimizers, lr_factor, select
@@ -307,7 +307,7 @@ def run(config: RunConfig, *, root: Path | None = None, quiet: bool = False, for
         summary = dict(rec.summary)
         if "lowest_class_acc" not in summary:  # a record from before the summary carried its classes
             last = next(m for m in reversed(rec.metrics) if "acc_per_class" in m)
-            summary.update(class_health(last["acc_per_class"], config.target))
+            summary.update(class_health(last["acc_per_class"], config.target, class_names(config.dataset)))
         return {**summary, "reused": True}
     r = Run(config, root=root, quiet=quiet)  # every check passes before anything old is deleted
     if force and folder.exists():
