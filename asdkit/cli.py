@@ -63,6 +63,7 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="compact, resnet18, vgg11, mobilenet_v2 or densenet121")
     p.add_argument("--set", dest="assignments", action="append", default=[], metavar="KEY=VALUE", help="any other config field; repeatable")
     p.add_argument("--force", action="store_true", help="train again even if a finished record exists")
+    p.add_argument("--rebuild-poison", action="store_true", help="build a prepared attack's poison (CLB) anew instead of reusing its cache")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="end with one line of JSON (acc, asr, seconds, record, ...)")
     p.add_argument("--options", action="store_true", help="print the defense's options (accepted values, default per scale) and exit")
@@ -124,14 +125,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
         overrides["device"] = args.device
     config = make_config(args.scale, defense=args.defense, overrides=overrides)
     if len(seeds) > 1:
-        result = run_seeds(config, seeds, quiet=args.quiet, force=args.force)
+        result = run_seeds(config, seeds, quiet=args.quiet, force=args.force, rebuild_poison=args.rebuild_poison)
         for seed, summary in result["runs"].items():
             print(f"seed {seed}: {_summary_line(replace(config, seed=seed), summary)}")
         print(_spread_line(config, result["over_seeds"]))
         if args.json:
             print(json.dumps(result))
         return 0
-    summary = run(config, quiet=args.quiet, force=args.force)
+    summary = run(config, quiet=args.quiet, force=args.force, rebuild_poison=args.rebuild_poison)
     print(_summary_line(config, summary))
     from .defenses import DEFENSES
 

@@ -52,7 +52,7 @@ class Run:
     ``phases``, ``record``, ``folder``.
     """
 
-    def __init__(self, config: RunConfig, *, root: Path | None = None, quiet: bool = False) -> None:
+    def __init__(self, config: RunConfig, *, root: Path | None = None, quiet: bool = False, rebuild_poison: bool = False) -> None:
         from .defenses import DEFENSES
 
         validate(config)
@@ -70,7 +70,14 @@ class Run:
         if config.test_size:
             test = stratified_subset(test, config.test_size, seed=config.seed)
         self.attack = make_attack(config.attack, train.shape, seed=config.seed, **config.attack_args)
-        self.truth = poison(train, self.attack, rate=config.rate, target=config.target, seed=config.seed, label_mode=config.label_mode)
+        source = None
+        if getattr(self.attack, "needs_surrogate", False) and config.rate > 0:  # CLB: PGD images from the clean twin, cached
+            from .prepared import prepared_images
+
+            source = prepared_images(config, train, self.attack, root=Path(root) if root else runs_dir(), device=device,
+                                     rebuild=rebuild_poison, quiet=quiet)
+        self.truth = poison(train, self.attack, rate=config.rate, target=config.target, seed=config.seed, label_mode=config.label_mode,
+                            source=source)
         asr_test = asr_testset(test, self.attack, target=config.target, label_mode=config.label_mode)
         normalize = Normalizer(train.mean, train.std, device, channels_last=True)
         data = Images(self.truth.data.x.to(device), self.truth.data.y.to(device), normalize, train.num_classes,
@@ -294,29 +301,32 @@ def finished_record(config: RunConfig, root: Path | None = None) -> Record | Non
     return rec if rec.status == "done" else None
 
 
-def run(config: RunConfig, *, root: Path | None = None, quiet: bool = False, force: bool = False) -> dict[str, Any]:
+def run(config: RunConfig, *, root: Path | None = None, quiet: bool = False, force: bool = False,
+        rebuild_poison: bool = False) -> dict[str, Any]:
     """Run (or resume, or reuse) the experiment ``config``; return its summary dict.
 
     A finished record with the same config hash is reused unless ``force``; an interrupted
-    one resumes from its last finished epoch.
+    one resumes from its last finished epoch. ``rebuild_poison`` builds a prepared attack's
+    poison (CLB) anew instead of reading its cache.
     """
     validate(config)
     folder = run_folder(config, root)
-    rec = None if force else finished_record(config, root)
+    rec = None if force or rebuild_poison else finished_record(config, root)
     if rec is not None:
         summary = dict(rec.summary)
         if "lowest_class_acc" not in summary:  # a record from before the summary carried its classes
             last = next(m for m in reversed(rec.metrics) if "acc_per_class" in m)
             summary.update(class_health(last["acc_per_class"], config.target, class_names(config.dataset)))
         return {**summary, "reused": True}
-    r = Run(config, root=root, quiet=quiet)  # every check passes before anything old is deleted
-    if force and folder.exists():
+    r = Run(config, root=root, quiet=quiet, rebuild_poison=rebuild_poison)  # every check passes before anything old is deleted
+    if (force or rebuild_poison) and folder.exists():
         for path in folder.glob("*.pt"):
             path.unlink()
     return r.execute()
 
 
-def run_seeds(config: RunConfig, seeds, *, root: Path | None = None, quiet: bool = False, force: bool = False) -> dict[str, Any]:
+def run_seeds(config: RunConfig, seeds, *, root: Path | None = None, quiet: bool = False, force: bool = False,
+              rebuild_poison: bool = False) -> dict[str, Any]:
     """``config`` over several seeds, reusing finished records: each seed's summary and their spread (:func:`~asdkit.analysis.over_seeds`)."""
     from dataclasses import replace
 
@@ -325,5 +335,5 @@ def run_seeds(config: RunConfig, seeds, *, root: Path | None = None, quiet: bool
     configs = {int(s): replace(config, seed=int(s)) for s in seeds}
     for c in configs.values():  # every seed's config checks before the first trains
         validate(c)
-    runs = {s: run(c, root=root, quiet=quiet, force=force) for s, c in configs.items()}
+    runs = {s: run(c, root=root, quiet=quiet, force=force, rebuild_poison=rebuild_poison) for s, c in configs.items()}
     return {"runs": runs, "over_seeds": over_seeds(runs)}

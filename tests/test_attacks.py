@@ -292,7 +292,7 @@ def test_asr_testset_all2one_and_all2all():
 
 
 def test_registry_and_make_attack():
-    assert set(ATTACKS) == {"badnets", "blend", "wanet", "sig", "trojan"}
+    assert set(ATTACKS) == {"badnets", "blend", "wanet", "sig", "trojan", "clb"}
     assert set(PLANNED).isdisjoint(ATTACKS)
     for name, cls in ATTACKS.items():
         attack = make_attack(name, (3, 32, 32), seed=1)
@@ -381,7 +381,7 @@ def test_error_message_format():
         poison(DATA, BadNets(DATA.shape), rate=1.5, target=0, seed=0)
     assert str(info.value) == "The 'rate' parameter of poison must be a float in the range [0, 1). Got 1.5 instead."
     with pytest.raises(ValueError, match="not implemented yet"):
-        make_attack("clb", (3, 32, 32))
+        make_attack("iab", (3, 32, 32))
     with pytest.raises(ValueError, match="badnets"):
         make_attack("lira", (3, 32, 32))
     with pytest.raises(ValueError, match="location"):

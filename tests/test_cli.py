@@ -46,7 +46,7 @@ def test_run_prints_a_summary_line_then_json(runs_env, capsys):
 @pytest.mark.parametrize("argv,name", [
     (["run", "--rate", "1.5"], "'rate'"),
     (["run", "--target", "-1"], "'target'"),
-    (["run", "--attack", "clb"], "clb"),
+    (["run", "--attack", "iab"], "iab"),
     (["run", "--set", "epochz=3"], "epochz"),
     (["run", "--set", "no_equals_sign"], "key=value"),
     (["run", "--defense", "nope"], "'defense'"),

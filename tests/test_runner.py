@@ -242,7 +242,7 @@ def test_a_checkpoint_that_does_not_fit_the_phases_is_refused_without_training(r
 BAD = [
     ("none", {"dataset": "no-such-set"}, "no-such-set"),
     ("none", {"attack": "nope"}, "'attack'"),
-    ("none", {"attack": "clb"}, "planned"),
+    ("none", {"attack": "iab"}, "planned"),
     ("none", {"attack.nope": 3}, "nope"),
     ("none", {"rate": -0.1}, "'rate'"),
     ("none", {"rate": 1.5}, "'rate'"),

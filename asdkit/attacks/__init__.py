@@ -12,6 +12,7 @@ from ._common import LOCATIONS, bad_param
 from .badnets import BadNets
 from .base import Attack
 from .blend import Blend
+from .clb import CLB
 from .poison import DEFAULT_NOISE_RATE, LABEL_MODES, PoisonedSet, asr_testset, poison
 from .sig import SIG
 from .trojan import Trojan
@@ -24,11 +25,12 @@ ATTACKS: dict[str, type[Attack]] = {
     "wanet": WaNet,
     "sig": SIG,
     "trojan": Trojan,
+    "clb": CLB,
 }
 
-#: Attacks of the papers not implemented yet (they need a trained generator, PGD or an
-#: external image set): label-consistent (CLB), input-aware (IAB), Refool, adaptive patch.
-PLANNED = ("clb", "iab", "refool", "adaptive-patch")
+#: Attacks of the papers not implemented yet (they need a trained generator or an external
+#: image set): input-aware (IAB), Refool, adaptive patch.
+PLANNED = ("iab", "refool", "adaptive-patch")
 
 
 def attack_options(name: str) -> tuple[str, ...]:
@@ -42,7 +44,7 @@ def make_attack(name, shape, *, seed=0, **options) -> Attack:
 
     Parameters
     ----------
-    name : {"badnets", "blend", "wanet", "sig", "trojan"}
+    name : {"badnets", "blend", "wanet", "sig", "trojan", "clb"}
         Registry key, see ``ATTACKS``; the names in ``PLANNED`` are not implemented yet.
     shape : tuple of int
         ``(C, H, W)`` of the images.
@@ -83,6 +85,7 @@ __all__ = [
     "Attack",
     "BadNets",
     "Blend",
+    "CLB",
     "PoisonedSet",
     "SIG",
     "Trojan",

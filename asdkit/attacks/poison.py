@@ -81,7 +81,7 @@ def _relabel(y: torch.Tensor, target: int, label_mode: str, num_classes: int) ->
     return torch.full_like(y, target)
 
 
-def poison(data, attack, *, rate, target, seed, label_mode="all2one", noise_rate=None) -> PoisonedSet:
+def poison(data, attack, *, rate, target, seed, label_mode="all2one", noise_rate=None, source=None) -> PoisonedSet:
     """Poison a training set with a backdoor attack, with the poisoning-rate semantics of ASD App. B.2 and DBD Sec. 5.1.
 
     Poison-label attacks: ``round(rate · N)`` samples are drawn without replacement from those
@@ -113,6 +113,9 @@ def poison(data, attack, *, rate, target, seed, label_mode="all2one", noise_rate
     noise_rate : float or None, default=None
         Fraction of the whole set made noise samples, in ``[0, 1)``; ``None`` means
         ``DEFAULT_NOISE_RATE`` (0.2) for attacks with a noise mode (at ``rate > 0``) and 0 otherwise.
+    source : torch.Tensor or None, default=None
+        Images aligned with ``data.x`` that the trigger is stamped on instead of ``data.x``: a
+        prepared attack's perturbed images (CLB's PGD images, :mod:`asdkit.prepared`).
 
     Returns
     -------
@@ -160,8 +163,11 @@ def poison(data, attack, *, rate, target, seed, label_mode="all2one", noise_rate
     is_poison[chosen] = True
     index = is_poison.nonzero().flatten()
 
+    if source is not None and (not isinstance(source, torch.Tensor) or source.shape != data.x.shape or source.dtype != torch.uint8):
+        raise bad_param("source", "poison", f"None or a uint8 tensor of the data's shape {tuple(data.x.shape)}",
+                        tuple(source.shape) if isinstance(source, torch.Tensor) else source)
     x = data.x.clone()
-    x[index] = attack(data.x[index])
+    x[index] = attack((data.x if source is None else source)[index])
     observed = y.clone()
     observed[index] = _relabel(y[index], int(target), label_mode, data.num_classes)
 
