@@ -181,8 +181,11 @@ def _summary_line(config, summary: dict) -> str:
             f"{summary['seconds']:.0f} s{reused}  -> {summary['record']}")
 
 
-def _duration(seconds: float) -> str:
-    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+def _durations(d: dict) -> str:
+    """'4.9 min (4.8-9.0)' or '11 s (2-20)': the median and range of run times, in one unit."""
+    if d["min"] >= 120:
+        return f"{d['median'] / 60:.1f} min ({d['min'] / 60:.1f}-{d['max'] / 60:.1f})"
+    return f"{d['median']:.0f} s ({d['min']:.0f}-{d['max']:.0f})"
 
 
 def _spread_line(config, spread: dict) -> str:
@@ -196,7 +199,7 @@ def _spread_line(config, spread: dict) -> str:
              f"  ACC {pct(spread['acc'])}",
              f"  ASR {pct(spread['asr'])}",
              f"  lowest per-class accuracy {pct(spread['lowest_class_acc'])}; worst {w['class']} {w['acc']:.1%} (seed {w['seed']})",
-             f"  time median {_duration(spread['seconds']['median'])} ({_duration(spread['seconds']['min'])}-{_duration(spread['seconds']['max'])})"]
+             f"  time median {_durations(spread['seconds'])}"]
     if spread["asr_not_meaningful"]:
         lines.append(f"  ASR not meaningful in seed(s) {spread['asr_not_meaningful']}: the target class is below 50 % test accuracy there")
     lines.append("  (numbers repeat exactly on one machine, not across CPU models)")
