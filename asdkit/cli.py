@@ -162,7 +162,7 @@ def _parse_seeds(text: str | None) -> list[int]:
     return seeds
 
 
-def _asr_text(config, summary: dict) -> str:
+def _asr_text(summary: dict) -> str:
     asr = summary.get("asr")
     text = "ASR n/a" if asr is None else f"ASR {asr:.2%}"
     if not summary.get("asr_meaningful", True):
@@ -177,7 +177,7 @@ def _summary_line(config, summary: dict) -> str:
     low = f"  lowest class {summary['lowest_class']} {summary['lowest_class_acc']:.1%}" if "lowest_class_acc" in summary else ""
     reused = " (reused finished record)" if summary.get("reused") else ""
     return (f"{config.defense} vs {config.attack} {config.rate:.0%} on {config.dataset} ({config.scale}): "
-            f"ACC {summary['acc']:.2%}  {_asr_text(config, summary)}{low}{extra}  {summary['epochs']} epochs  "
+            f"ACC {summary['acc']:.2%}  {_asr_text(summary)}{low}{extra}  {summary['epochs']} epochs  "
             f"{summary['seconds']:.0f} s{reused}  -> {summary['record']}")
 
 

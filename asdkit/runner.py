@@ -74,7 +74,7 @@ class Run:
         if getattr(self.attack, "needs_surrogate", False) and config.rate > 0:  # CLB: PGD images from the clean twin, cached
             from .prepared import prepared_images
 
-            source = prepared_images(config, train, self.attack, root=Path(root) if root else runs_dir(), device=device,
+            source = prepared_images(config, train, self.attack, root=run_folder(config, root).parent, device=device,
                                      rebuild=rebuild_poison, quiet=quiet)
         self.truth = poison(train, self.attack, rate=config.rate, target=config.target, seed=config.seed, label_mode=config.label_mode,
                             source=source)
@@ -311,7 +311,8 @@ def run(config: RunConfig, *, root: Path | None = None, quiet: bool = False, for
     """
     validate(config)
     folder = run_folder(config, root)
-    rec = None if force or rebuild_poison else finished_record(config, root)
+    force = force or rebuild_poison  # a new poison makes a new run
+    rec = None if force else finished_record(config, root)
     if rec is not None:
         summary = dict(rec.summary)
         if "lowest_class_acc" not in summary:  # a record from before the summary carried its classes
@@ -319,7 +320,7 @@ def run(config: RunConfig, *, root: Path | None = None, quiet: bool = False, for
             summary.update(class_health(last["acc_per_class"], config.target, class_names(config.dataset)))
         return {**summary, "reused": True}
     r = Run(config, root=root, quiet=quiet, rebuild_poison=rebuild_poison)  # every check passes before anything old is deleted
-    if (force or rebuild_poison) and folder.exists():
+    if force and folder.exists():
         for path in folder.glob("*.pt"):
             path.unlink()
     return r.execute()

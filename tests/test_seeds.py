@@ -14,9 +14,10 @@ from asdkit import make_config, run, run_seeds
 from asdkit.analysis import MEANINGFUL_TARGET_ACC, class_health, over_seeds
 from asdkit.cli import _parse_seeds, _summary_line, main
 from asdkit.config import SCALES, config_fields
+from asdkit.data import class_names
 from asdkit.defenses import DEFENSES
 
-FASHION = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+FASHION = class_names("fashion-mnist")
 
 
 def test_class_health_flags_a_starved_target_class():
