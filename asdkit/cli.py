@@ -51,7 +51,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="train (and defend) one configuration", description=_RUN_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset", help=f"{', '.join(DATASETS)}, a .npz file or an image folder (default: the scale's)")
-    p.add_argument("--attack", help=f"{', '.join(ATTACKS)} (later: {', '.join(PLANNED)}); default badnets")
+    p.add_argument("--attack", help=f"{', '.join(ATTACKS)}" + (f" (later: {', '.join(PLANNED)})" if PLANNED else "") + "; default badnets")
     p.add_argument("--rate", type=float, help="poison rate in [0, 1): of the whole set (poison-label) or of the target class (clean-label); 0 = the clean twin (its ASR is the floor)")
     p.add_argument("--target", type=int, help="target class index (default: 0 classroom, 3 paper)")
     p.add_argument("--label-mode", choices=["all2one", "all2all"], help="all2all relabels y -> (y + 1) mod C")

@@ -193,12 +193,23 @@ def make_config(scale: str = "classroom", *, defense: str = "none", overrides: d
                 "attack options as attack.NAME (e.g. attack.size=3), defense options as defense.NAME."
             )
     values.pop("defense_args")
+    attack_args = {**_attack_scale_defaults(values["attack"], scale), **attack_args}
     if isinstance(values.get("milestones"), list):
         values["milestones"] = tuple(values["milestones"])
     options = resolve(spec.options, defense_args, scale=scale, owner=defense, what="defense option(s)")
     config = RunConfig(**values, attack_args=attack_args, defense_args=dict(options))
     validate(config)
     return config
+
+
+def _attack_scale_defaults(attack: str, scale: str) -> dict[str, Any]:
+    """The attack's own per-scale option defaults (``Attack.scales``; lab inherits classroom), e.g. IAB's training epochs."""
+    from .attacks import ATTACKS
+
+    cls, out = ATTACKS.get(attack), {}
+    for s in scale_chain(scale) if cls is not None else ():
+        out.update(cls.scales.get(s, {}))
+    return out
 
 
 def defense_options(config: RunConfig) -> Options:

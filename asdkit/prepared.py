@@ -1,11 +1,13 @@
-"""Poisons that need a model to build (CLB's PGD images): built once from the run's clean twin, cached, reused.
+"""Prepared attacks (issue 13): the poison that needs a model or an optimisation is built once, cached, reused.
 
-The surrogate a prepared attack optimises against is the *clean twin* of the run: no
-defense's recipe at the run's scale, on the same images and network, with no poison, itself
-an ordinary record (trained once, reused by every run that needs it). The built images are kept in
-``<runs>/cache/<attack>-<key>.pt``, keyed by everything they depend on (the clean twin's
-config, the attack's options, the target), so every defense of the same poisoned set reuses
-them; a changed option builds a new file, ``rebuild=True`` (``--rebuild-poison``) replaces one.
+An attack with ``prepared == "surrogate"`` (CLB, ASD's adaptive attacks) is optimised against
+the run's *clean twin*: no defense's recipe at the run's scale, on the same images and network,
+with no poison, itself an ordinary record (trained once, reused by every run that needs it). One
+with ``prepared == "own"`` (IAB) trains its own networks; Refool's build reads its reflection
+images from another data set. What a build returns is kept in ``<runs>/cache/<attack>-<key>.pt``,
+keyed by everything it depends on (the clean twin's config, which names the data; the attack
+and its options; the target and label mode), so every defense of one poisoned set reuses it;
+a changed option builds a new file, ``rebuild=True`` (``--rebuild-poison``) replaces one.
 """
 from __future__ import annotations
 
@@ -19,9 +21,9 @@ import torch
 from ._io import save_atomic
 from .config import RunConfig, config_hash, make_config
 
-__all__ = ["POISON_FORMAT", "surrogate_config", "poison_cache", "prepared_images"]
+__all__ = ["POISON_FORMAT", "surrogate_config", "poison_cache", "prepare_attack"]
 
-POISON_FORMAT = "asdkit-poison/1"
+POISON_FORMAT = "asdkit-poison/2"
 
 
 # What a poisoned set is made of: the images, the network, the seed (not the defense or its schedule).
@@ -38,9 +40,10 @@ def surrogate_config(config: RunConfig) -> RunConfig:
 
 
 def poison_cache(config: RunConfig, root: Path) -> Path:
-    """The cache file of ``config``'s prepared poison: keyed by the clean twin, the attack and its options, the target."""
+    """The cache file of ``config``'s prepared poison: keyed by the clean twin, the attack and its options, the target and label mode."""
     key = json.dumps({"surrogate": config_hash(surrogate_config(config)), "attack": config.attack, "options": config.attack_args,
-                      "target": config.target, "format": POISON_FORMAT}, sort_keys=True, default=str)
+                      "target": config.target, "label_mode": config.label_mode, "format": POISON_FORMAT},
+                     sort_keys=True, default=str)
     return Path(root) / "cache" / f"{config.attack}-{hashlib.sha256(key.encode()).hexdigest()[:12]}.pt"
 
 
@@ -49,49 +52,61 @@ def _corrupt(path: Path, reason: str) -> ValueError:
                       f"(asdkit.run(config, rebuild_poison=True)) to build it anew, or delete the file.")
 
 
-def _load(path: Path, shape: tuple[int, ...], index: torch.Tensor) -> torch.Tensor:
+def _load(path: Path) -> dict:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises several types for a damaged file
         first = (str(err).splitlines() or [""])[0][:100]
         raise _corrupt(path, f"{type(err).__name__}: {first}") from err
-    if not isinstance(payload, dict) or payload.get("format") != POISON_FORMAT:
+    if not isinstance(payload, dict) or payload.get("format") != POISON_FORMAT or not isinstance(payload.get("state"), dict):
         raise _corrupt(path, f"format {payload.get('format') if isinstance(payload, dict) else type(payload).__name__!r}")
-    x, stored = payload.get("x"), payload.get("index")
-    if not isinstance(x, torch.Tensor) or not isinstance(stored, torch.Tensor) or x.dtype != torch.uint8 \
-            or tuple(x.shape) != (len(index), *shape[1:]) or not torch.equal(stored, index):
-        raise _corrupt(path, "its images do not match this training set's target class")
-    return x
+    return payload["state"]
 
 
-def prepared_images(config: RunConfig, train, attack, *, root: Path, device: torch.device, rebuild: bool = False,
-                    quiet: bool = False) -> torch.Tensor:
-    """``train.x`` with its target-class images replaced by ``attack``'s built ones (cached; built from the clean twin when missing)."""
-    from tqdm.auto import tqdm
-
-    from .engine import Normalizer
+def _surrogate(config: RunConfig, train, *, root: Path, device: torch.device, quiet: bool):
+    """The trained clean twin (trained now if it has no record yet) and its summary."""
     from .models import make_model
     from .runner import run
 
-    index = (train.y == config.target).nonzero().flatten()
+    twin = surrogate_config(config)
+    summary = run(twin, root=root, quiet=quiet)
+    model = make_model(twin.model, num_classes=train.num_classes, in_channels=train.shape[0], **twin.model_args)
+    model.load_state_dict(torch.load(Path(summary["record"]) / "model.pt", map_location="cpu", weights_only=True))
+    return model.to(device).eval(), summary
+
+
+def prepare_attack(config: RunConfig, train, attack, *, root: Path, device: torch.device, rebuild: bool = False,
+                   quiet: bool = False) -> torch.Tensor | None:
+    """Give ``attack`` its built state (from the cache, or built now); return the source images :func:`poison` stamps (CLB), else None."""
+    from tqdm.auto import tqdm
+
+    from .attacks.build import BuildInputs
+    from .engine import Normalizer
+    from .models import make_model
+
     path = poison_cache(config, root)
     if path.exists() and not rebuild:
-        images = _load(path, tuple(train.x.shape), index)
+        state = _load(path)
+        try:
+            source = attack.load_state(state, train)
+        except (KeyError, TypeError, ValueError, RuntimeError) as err:
+            raise _corrupt(path, f"its state does not fit this run: {str(err)[:160]}") from err
         if not quiet:
             print(f"reusing the prepared {config.attack} poison {path}", file=sys.stderr)
-    else:
-        twin = surrogate_config(config)
-        summary = run(twin, root=root, quiet=quiet)
-        model = make_model(twin.model, num_classes=train.num_classes, in_channels=train.shape[0], **twin.model_args)
-        model.load_state_dict(torch.load(Path(summary["record"]) / "model.pt", map_location="cpu", weights_only=True))
-        model = model.to(device)
-        normalize = Normalizer(train.mean, train.std, device, channels_last=False)
-        with tqdm(total=len(index), desc=f"building the {config.attack} poison (clean twin ACC {summary['acc']:.1%})", unit="img",
-                  disable=quiet) as bar:
-            images = attack.perturb(model, train.x[index].to(device), train.y[index].to(device), normalize=normalize,
-                                    progress=bar.update).cpu()
-        save_atomic({"format": POISON_FORMAT, "x": images, "index": index, "surrogate": summary["record"],
-                     "attack": attack.describe()}, path)
-    out = train.x.clone()
-    out[index] = images
-    return out
+        return source
+    surrogate, note = None, ""
+    if attack.prepared == "surrogate":
+        surrogate, summary = _surrogate(config, train, root=root, device=device, quiet=quiet)
+        note = f" against the clean twin (ACC {summary['acc']:.1%})"
+
+    def new_model() -> torch.nn.Module:
+        return make_model(config.model, num_classes=train.num_classes, in_channels=train.shape[0], **config.model_args).to(device)
+
+    inputs = BuildInputs(data=train, target=config.target, label_mode=config.label_mode,
+                         normalize=Normalizer(train.mean, train.std, device, channels_last=False), device=device,
+                         seed=config.seed, new_model=new_model, surrogate=surrogate, batch_size=config.batch_size, pad=config.pad)
+    with tqdm(total=attack.build_size(inputs), desc=f"building the {config.attack} poison{note}", disable=quiet) as bar:
+        inputs.progress = bar.update
+        state = attack.build(inputs)
+    save_atomic({"format": POISON_FORMAT, "state": state, "attack": attack.describe()}, path)
+    return attack.load_state(state, train)

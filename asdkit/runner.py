@@ -71,11 +71,11 @@ class Run:
             test = stratified_subset(test, config.test_size, seed=config.seed)
         self.attack = make_attack(config.attack, train.shape, seed=config.seed, **config.attack_args)
         source = None
-        if getattr(self.attack, "needs_surrogate", False) and config.rate > 0:  # CLB: PGD images from the clean twin, cached
-            from .prepared import prepared_images
+        if self.attack.needs_build(config.rate):  # CLB, IAB, Refool, ...: built once, cached (asdkit.prepared)
+            from .prepared import prepare_attack
 
-            source = prepared_images(config, train, self.attack, root=run_folder(config, root).parent, device=device,
-                                     rebuild=rebuild_poison, quiet=quiet)
+            source = prepare_attack(config, train, self.attack, root=run_folder(config, root).parent, device=device,
+                                    rebuild=rebuild_poison, quiet=quiet)
         self.truth = poison(train, self.attack, rate=config.rate, target=config.target, seed=config.seed, label_mode=config.label_mode,
                             source=source)
         asr_test = asr_testset(test, self.attack, target=config.target, label_mode=config.label_mode)

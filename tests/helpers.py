@@ -37,3 +37,25 @@ def dies_after_checkpoint(monkeypatch, n: int):
             yield calls
     finally:
         monkeypatch.setattr(Run, "_checkpoint", real)
+
+
+def ready_attack(name: str, shape, **options):
+    """``make_attack(name, shape)``, and for a prepared attack a stand-in built state (random nets, random reflections, a random trigger within ε).
+
+    The stand-ins test what every attack must do (poison counts, labels, determinism); the builds themselves are tested in test_prepared_attacks.py.
+    """
+    import torch
+
+    from asdkit.attacks import make_attack
+
+    attack = make_attack(name, shape, **options)
+    g = torch.Generator().manual_seed(0)
+    if name == "iab":
+        torch.manual_seed(0)
+        generator, mask = attack._new_nets()
+        attack.load_state({"generator": generator.state_dict(), "mask": mask.state_dict()})
+    elif name == "refool":
+        attack.load_state({"reflections": torch.randint(0, 256, (8, *shape), generator=g, dtype=torch.uint8)})
+    elif name.startswith("asd-adaptive"):
+        attack.load_state({"pattern": (torch.rand(shape, generator=g) * 2 - 1) * attack.epsilon})
+    return attack

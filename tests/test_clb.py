@@ -112,4 +112,4 @@ def test_a_corrupt_poison_file_is_a_clear_error_and_is_rebuilt_on_request(runs_e
         run(config, quiet=True, force=True)
     rebuilt = run(config, quiet=True, rebuild_poison=True)
     assert len(calls) == 2 and rebuilt["acc"] > 0
-    assert torch.load(cache, weights_only=True)["format"] == "asdkit-poison/1"
+    assert torch.load(cache, weights_only=True)["format"] == "asdkit-poison/2"

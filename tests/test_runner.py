@@ -242,7 +242,8 @@ def test_a_checkpoint_that_does_not_fit_the_phases_is_refused_without_training(r
 BAD = [
     ("none", {"dataset": "no-such-set"}, "no-such-set"),
     ("none", {"attack": "nope"}, "'attack'"),
-    ("none", {"attack": "iab"}, "planned"),
+    ("none", {"attack": "iab", "attack.epochs": 0}, "'epochs' parameter of IAB"),
+    ("none", {"attack": "refool", "attack.colour": 1}, "colour"),
     ("none", {"attack.nope": 3}, "nope"),
     ("none", {"rate": -0.1}, "'rate'"),
     ("none", {"rate": 1.5}, "'rate'"),

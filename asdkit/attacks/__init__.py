@@ -9,10 +9,14 @@ from __future__ import annotations
 import inspect
 
 from ._common import LOCATIONS, bad_param
+from .adaptive_patch import AdaptivePatch
+from .asd_adaptive import ASDAdaptive, ASDAdaptiveFeat
 from .badnets import BadNets
 from .base import Attack
 from .blend import Blend
 from .clb import CLB
+from .iab import IAB
+from .refool import Refool
 from .poison import DEFAULT_NOISE_RATE, LABEL_MODES, PoisonedSet, asr_testset, poison
 from .sig import SIG
 from .trojan import Trojan
@@ -26,11 +30,15 @@ ATTACKS: dict[str, type[Attack]] = {
     "sig": SIG,
     "trojan": Trojan,
     "clb": CLB,
+    "iab": IAB,
+    "refool": Refool,
+    "adaptive-patch": AdaptivePatch,
+    "asd-adaptive-grad": ASDAdaptive,
+    "asd-adaptive-feat": ASDAdaptiveFeat,
 }
 
-#: Attacks of the papers not implemented yet (they need a trained generator or an external
-#: image set): input-aware (IAB), Refool, adaptive patch.
-PLANNED = ("iab", "refool", "adaptive-patch")
+#: Attacks of the papers not implemented yet (none left: issue 13 built CLB, IAB, Refool, adaptive-patch, ASD's adaptive ones).
+PLANNED: tuple[str, ...] = ()
 
 
 def attack_options(name: str) -> tuple[str, ...]:
@@ -44,8 +52,9 @@ def make_attack(name, shape, *, seed=0, **options) -> Attack:
 
     Parameters
     ----------
-    name : {"badnets", "blend", "wanet", "sig", "trojan", "clb"}
-        Registry key, see ``ATTACKS``; the names in ``PLANNED`` are not implemented yet.
+    name : {"badnets", "blend", "wanet", "sig", "trojan", "clb", "iab", "refool", "adaptive-patch", "asd-adaptive-grad", "asd-adaptive-feat"}
+        Registry key, see ``ATTACKS``. The prepared ones (CLB, IAB, Refool, ASD's adaptive attacks)
+        need :meth:`Attack.build` before they poison; :func:`asdkit.run` does it and caches the result.
     shape : tuple of int
         ``(C, H, W)`` of the images.
     seed : int, default=0
@@ -78,6 +87,9 @@ def make_attack(name, shape, *, seed=0, **options) -> Attack:
 
 __all__ = [
     "ATTACKS",
+    "ASDAdaptive",
+    "ASDAdaptiveFeat",
+    "AdaptivePatch",
     "DEFAULT_NOISE_RATE",
     "LABEL_MODES",
     "LOCATIONS",
@@ -86,7 +98,9 @@ __all__ = [
     "BadNets",
     "Blend",
     "CLB",
+    "IAB",
     "PoisonedSet",
+    "Refool",
     "SIG",
     "Trojan",
     "WaNet",

@@ -9,13 +9,21 @@ class Attack:
 
     Attacks never mutate their input and are deterministic: any randomness (a blend
     pattern, a warping field) is drawn once from ``seed`` when the attack is built for
-    an image shape. ``clean_label`` attacks (SIG, later CLB) poison only samples of the
+    an image shape. ``clean_label`` attacks (SIG, CLB) poison only samples of the
     target class and keep their labels; poison-label attacks relabel to the target
     (``all2all``: y → (y + 1) mod C).
+
+    *Prepared* attacks need an optimisation before they can poison (``prepared`` is
+    ``"surrogate"``: against a clean model, the run's clean twin; ``"own"``: they train their
+    own networks, IAB's generator). :mod:`asdkit.prepared` calls :meth:`build` once, caches what
+    it returns, and hands it back through :meth:`load_state` on every later run.
     """
 
     name: str = "attack"
     clean_label: bool = False
+    prepared: str | None = None
+    #: Per-scale defaults of the attack's options (the scale a run names picks them; lab inherits classroom).
+    scales: dict[str, dict] = {}
 
     def apply(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - interface
         raise NotImplementedError
@@ -24,3 +32,24 @@ class Attack:
         if x.dtype != torch.uint8 or x.dim() != 4:
             raise ValueError(f"{self.name}: images must be uint8 N×C×H×W, got {x.dtype} {tuple(x.shape)}")
         return self.apply(x)
+
+    def train_trigger(self, x: torch.Tensor, *, generator: torch.Generator) -> torch.Tensor:
+        """The trigger stamped on the training poison, in poisoning order; the test trigger unless the attack differs (adaptive-patch, Refool)."""
+        return self(x)
+
+    # -- prepared attacks ----------------------------------------------------------------------
+    def needs_build(self, rate: float) -> bool:
+        """Whether a run at poison ``rate`` needs :meth:`build` first (always, for a prepared attack whose trigger is learned)."""
+        return self.prepared is not None
+
+    def build(self, inputs) -> dict:  # pragma: no cover - interface of prepared attacks
+        """The built state (a dict of tensors) from :class:`asdkit.attacks.build.BuildInputs`."""
+        raise NotImplementedError
+
+    def build_size(self, inputs) -> int:  # pragma: no cover - interface of prepared attacks
+        """How many units :meth:`build` reports to its progress bar."""
+        raise NotImplementedError
+
+    def load_state(self, state: dict, data) -> torch.Tensor | None:  # pragma: no cover - interface of prepared attacks
+        """Take a built state (ValueError if it does not fit ``data``); return source images for :func:`poison`, or None."""
+        raise NotImplementedError

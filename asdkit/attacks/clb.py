@@ -36,7 +36,7 @@ class CLB(ShapedAttack):
 
     name = "clb"
     clean_label = True
-    needs_surrogate = True  # the runner builds the poison with a clean model (asdkit.prepared)
+    prepared = "surrogate"  # the PGD images are built against the clean twin (asdkit.prepared)
 
     def __init__(self, shape, *, epsilon=16, step=1.5, steps=30, corners=1, size=None):
         self.shape = check_shape(shape, "CLB")
@@ -78,6 +78,32 @@ class CLB(ShapedAttack):
             if progress is not None:
                 progress(len(out[-1]))
         return torch.cat(out) if out else x.clone()
+
+    # -- the prepared poison: the target class's PGD images -------------------------------------
+    def needs_build(self, rate: float) -> bool:
+        return rate > 0  # the test trigger is the square alone
+
+    def build_size(self, inputs) -> int:
+        return int((inputs.data.y == inputs.target).sum())
+
+    def build(self, inputs) -> dict:
+        """The PGD images of every target-class training image (002 B.2), and their indices."""
+        index = (inputs.data.y == inputs.target).nonzero().flatten()
+        x = inputs.data.x[index].to(inputs.device)
+        images = self.perturb(inputs.surrogate, x, inputs.data.y[index].to(inputs.device), normalize=inputs.normalize,
+                              progress=inputs.progress).cpu()
+        return {"x": images, "index": index, "target": torch.tensor(inputs.target)}
+
+    def load_state(self, state: dict, data) -> torch.Tensor:
+        """``data.x`` with its target-class images replaced by the built PGD images (the source :func:`poison` stamps)."""
+        x, index = state["x"], state["index"]
+        expected = (data.y == int(state["target"])).nonzero().flatten()
+        if not (isinstance(x, torch.Tensor) and x.dtype == torch.uint8 and tuple(x.shape) == (len(expected), *data.x.shape[1:])
+                and isinstance(index, torch.Tensor) and torch.equal(index, expected)):
+            raise ValueError("its images do not match this training set's target class")
+        source = data.x.clone()
+        source[index] = x
+        return source
 
     def describe(self) -> str:
         where = "upper-left corner" if self.corners == 1 else "four corners"

@@ -111,8 +111,9 @@ def poison(data, attack, *, rate, target, seed, label_mode="all2one", noise_rate
     label_mode : {"all2one", "all2all"}, default="all2one"
         How poisoned samples are relabelled; clean-label attacks allow only ``"all2one"``.
     noise_rate : float or None, default=None
-        Fraction of the whole set made noise samples, in ``[0, 1)``; ``None`` means
-        ``DEFAULT_NOISE_RATE`` (0.2) for attacks with a noise mode (at ``rate > 0``) and 0 otherwise.
+        Fraction of the whole set made noise samples, in ``[0, 1)``; ``None`` means the attack's
+        ``default_noise_rate(rate)`` (else ``DEFAULT_NOISE_RATE``, 0.2) for attacks with a noise
+        mode (at ``rate > 0``) and 0 otherwise.
     source : torch.Tensor or None, default=None
         Images aligned with ``data.x`` that the trigger is stamped on instead of ``data.x``: a
         prepared attack's perturbed images (CLB's PGD images, :mod:`asdkit.prepared`).
@@ -121,7 +122,7 @@ def poison(data, attack, *, rate, target, seed, label_mode="all2one", noise_rate
     -------
     PoisonedSet
         Triggered images and observed labels in ``data``, with ``true_label``, ``is_poison``
-        (True = poisoned) and ``is_cover`` (True = WaNet noise sample, not poisoned).
+        (True = poisoned) and ``is_cover`` (True = noise / cross / cover sample, label kept, not poisoned).
     """
     _check_common("poison", data, attack, target, label_mode)
     if not (is_real(rate) and 0 <= rate < 1):
@@ -130,7 +131,8 @@ def poison(data, attack, *, rate, target, seed, label_mode="all2one", noise_rate
         raise bad_param("seed", "poison", "an int", seed)
     has_noise_mode = callable(getattr(attack, "noise", None))
     if noise_rate is None:
-        noise_rate = DEFAULT_NOISE_RATE if has_noise_mode and rate > 0 else 0.0
+        own = getattr(attack, "default_noise_rate", None)
+        noise_rate = (own(rate) if callable(own) else DEFAULT_NOISE_RATE) if has_noise_mode and rate > 0 else 0.0
     elif not (is_real(noise_rate) and 0 <= noise_rate < 1):
         raise bad_param("noise_rate", "poison", "None or a float in the range [0, 1)", noise_rate)
     elif noise_rate > 0 and not has_noise_mode:
@@ -167,7 +169,7 @@ def poison(data, attack, *, rate, target, seed, label_mode="all2one", noise_rate
         raise bad_param("source", "poison", f"None or a uint8 tensor of the data's shape {tuple(data.x.shape)}",
                         tuple(source.shape) if isinstance(source, torch.Tensor) else source)
     x = data.x.clone()
-    x[index] = attack((data.x if source is None else source)[index])
+    x[index] = attack.train_trigger((data.x if source is None else source)[index], generator=generator)
     observed = y.clone()
     observed[index] = _relabel(y[index], int(target), label_mode, data.num_classes)
 
