@@ -68,8 +68,8 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="end with one line of JSON (acc, asr, seconds, record, ...)")
     p.add_argument("--options", action="store_true", help="print the defense's options (accepted values, default per scale) and exit")
 
-    o = sub.add_parser("options", help="the config fields, or a defense's options: accepted values, default per scale, meaning")
-    o.add_argument("defense", nargs="?", help=f"a defense ({', '.join(DEFENSES)}); omitted: the config fields")
+    o = sub.add_parser("options", help="the config fields, a defense's options (accepted values, default per scale, meaning) or an attack's")
+    o.add_argument("defense", nargs="?", help=f"a defense ({', '.join(DEFENSES)}) or an attack ({', '.join(ATTACKS)}); omitted: the config fields")
 
     d = sub.add_parser("data", help="where each data set is, and how to get the missing ones")
     d.add_argument("--json", action="store_true")
@@ -91,10 +91,34 @@ def _options_table(defense: str | None) -> str:
 
     if defense is None:
         return format_table(config_fields(), SCALES, title="Config fields (--set NAME=VALUE; --scale, --defense, --attack... for the flags):")
+    from .attacks import ATTACKS
+
+    if defense in ATTACKS:
+        return _attack_options(defense)
     spec = defense_spec(defense)
     if not spec.options:
         return f"{defense} takes no options."
     return format_table(spec.options, SCALES, title=f"Options of {defense} (--set defense.NAME=VALUE): {spec.summary}")
+
+
+def _attack_options(name: str) -> str:
+    """An attack's keyword options: the default, and the scales that change it (``Attack.scales``; lab inherits classroom)."""
+    import inspect
+
+    from .attacks import ATTACKS
+    from .config import SCALES, _attack_scale_defaults
+
+    cls = ATTACKS[name]
+    params = [p for p in inspect.signature(cls.__init__).parameters.values() if p.kind is inspect.Parameter.KEYWORD_ONLY]
+    doc = (cls.__doc__ or "").strip().splitlines()[0]
+    lines = [f"Options of the attack {name} (--set attack.NAME=VALUE): {doc}"]
+    for p in params:
+        scaled = [f"{s} {_attack_scale_defaults(name, s)[p.name]!r}" for s in SCALES if p.name in _attack_scale_defaults(name, s)]
+        lines.append(f"  {p.name:<14} default {p.default!r}" + (f" · {' · '.join(scaled)}" if scaled else ""))
+    if cls.prepared:
+        how = "against the run's clean twin" if cls.prepared == "surrogate" else "from its own training or inputs"
+        lines.append(f"Built {how} before the first run, cached in runs/cache/ and reused (--rebuild-poison builds it anew).")
+    return "\n".join(lines)
 
 
 def _cmd_options(args: argparse.Namespace) -> int:
