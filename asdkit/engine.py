@@ -211,6 +211,21 @@ class EpochResult:
         return out
 
 
+class JointOptimizer:
+    """Several optimisers stepped as one by :func:`train_steps` (IAB trains its classifier with SGD and its generator with Adam on one loss)."""
+
+    def __init__(self, *optimizers: torch.optim.Optimizer) -> None:
+        self.optimizers = optimizers
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for each in self.optimizers:
+            each.zero_grad(set_to_none=set_to_none)
+
+    def step(self) -> None:
+        for each in self.optimizers:
+            each.step()
+
+
 def train_mode(model: nn.Module) -> None:
     """``model.train()``, except the normalisation layers frozen by :func:`asdkit.models.train_only`, which stay in eval mode."""
     model.train()

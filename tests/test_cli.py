@@ -46,7 +46,9 @@ def test_run_prints_a_summary_line_then_json(runs_env, capsys):
 @pytest.mark.parametrize("argv,name", [
     (["run", "--rate", "1.5"], "'rate'"),
     (["run", "--target", "-1"], "'target'"),
-    (["run", "--attack", "iab"], "iab"),
+    (["run", "--attack", "lira"], "'attack'"),
+    (["run", "--attack", "iab", "--set", "attack.epochs=0"], "The 'epochs' parameter of IAB must be an int >= 1. Got 0 instead."),
+    (["run", "--attack", "refool", "--set", "attack.reflections=no-such.npz"], "no-such.npz"),
     (["run", "--set", "epochz=3"], "epochz"),
     (["run", "--set", "no_equals_sign"], "key=value"),
     (["run", "--defense", "nope"], "'defense'"),

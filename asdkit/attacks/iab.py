@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..engine import augment, stream
+from ..engine import JointOptimizer, Terms, augment, stream, train_steps
 from ._common import ShapedAttack, bad_param, check_shape, is_int, is_real, to_uint8
 
 EPSILON = 1e-7  # the original's, in the diversity ratio and the squashing
@@ -200,38 +200,36 @@ class IAB(ShapedAttack):
                 xb = augment(data.x[b], pad=inputs.pad, flip=data.hflip, generator=g)
                 yield _last(xa.to(dev).float() / 255), data.y[a].to(dev), _last(xb.to(dev).float() / 255)
 
-        mask.train()
+        def mask_objective(net, batch) -> Terms:
+            x1, _, x2 = batch
+            m1, m2 = threshold(net(x1)), threshold(net(x2))
+            loss = self.lambda_norm * F.relu(m1 - self.mask_density).mean() + self.lambda_div * diversity(x1, x2, m1, m2)
+            return Terms(loss.reshape(1), 1.0)
+
         for epoch in range(self.mask_epochs):
-            for x1, _, x2 in pairs("mask", epoch):
-                m1, m2 = threshold(mask(x1)), threshold(mask(x2))
-                loss = self.lambda_norm * F.relu(m1 - self.mask_density).mean() + self.lambda_div * diversity(x1, x2, m1, m2)
-                opt_m.zero_grad(set_to_none=True)
-                loss.backward()
-                opt_m.step()
+            train_steps(mask, pairs("mask", epoch), mask_objective, opt_m)
             sched_m.step()
             inputs.progress(1)
         mask.eval().requires_grad_(False)
 
-        generator.train()
-        classifier.train()
+        def joint_objective(nets, batch) -> Terms:
+            x1, y1, x2 = batch
+            nb, nc = int(self.p_attack * len(x1)), int(self.p_cross * len(x1))
+            p1 = squash(nets["generator"](x1[:nb]))
+            backdoor = x1[:nb] + (p1 - x1[:nb]) * threshold(mask(x1[:nb]))
+            p2 = squash(nets["generator"](x2[nb : nb + nc]))
+            cross = x1[nb : nb + nc] + (p2 - x1[nb : nb + nc]) * threshold(mask(x2[nb : nb + nc]))
+            batch_x = torch.cat([backdoor, cross, x1[nb + nc :]])
+            labels = torch.cat([inputs.relabel(y1[:nb]), y1[nb:]])
+            loss = F.cross_entropy(nets["classifier"](inputs.normalize(batch_x * 255)), labels)
+            k = min(nb, nc)
+            if k and self.lambda_div:
+                loss = loss + self.lambda_div * diversity(x1[:k], x2[nb : nb + k], p1[:k], p2[:k])
+            return Terms(loss.reshape(1), 1.0)
+
+        nets, both = nn.ModuleDict({"classifier": classifier, "generator": generator}), JointOptimizer(opt_c, opt_g)
         for epoch in range(self.epochs):
-            for x1, y1, x2 in pairs("joint", epoch):
-                nb, nc = int(self.p_attack * len(x1)), int(self.p_cross * len(x1))
-                p1 = squash(generator(x1[:nb]))
-                backdoor = x1[:nb] + (p1 - x1[:nb]) * threshold(mask(x1[:nb]))
-                p2 = squash(generator(x2[nb : nb + nc]))
-                cross = x1[nb : nb + nc] + (p2 - x1[nb : nb + nc]) * threshold(mask(x2[nb : nb + nc]))
-                batch = torch.cat([backdoor, cross, x1[nb + nc :]])
-                labels = torch.cat([inputs.relabel(y1[:nb]), y1[nb:]])
-                loss = F.cross_entropy(classifier(inputs.normalize(batch * 255)), labels)
-                k = min(nb, nc)
-                if k and self.lambda_div:
-                    loss = loss + self.lambda_div * diversity(x1[:k], x2[nb : nb + k], p1[:k], p2[:k])
-                opt_c.zero_grad(set_to_none=True)
-                opt_g.zero_grad(set_to_none=True)
-                loss.backward()
-                opt_c.step()
-                opt_g.step()
+            train_steps(nets, pairs("joint", epoch), joint_objective, both)
             sched_c.step()
             sched_g.step()
             inputs.progress(1)

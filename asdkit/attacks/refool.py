@@ -88,6 +88,13 @@ class Refool(ShapedAttack):
             raise bad_param("reflections", "Refool", "a data set name or a path (as --dataset takes)", reflections)
         if not (is_int(candidates) and candidates >= 1):
             raise bad_param("candidates", "Refool", "an int >= 1", candidates)
+        from ..data.loaders import _resolve, data_dir
+
+        try:  # a missing file or an unknown name is an error now, before any work
+            _resolve(reflections, data_dir())
+        except ValueError as err:
+            raise bad_param("reflections", "Refool", "a data set name or an existing .npz / image folder path (as --dataset takes: "
+                            + str(err).split(": ", 1)[-1].rstrip(".") + ")", reflections) from None
         self.reflections, self.candidates, self.seed = reflections, int(candidates), int(seed)
         self.bank: torch.Tensor | None = None
         self._vignette = vignette(*self.shape[1:])
