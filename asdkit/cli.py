@@ -112,8 +112,9 @@ def _attack_options(name: str) -> str:
     params = [p for p in inspect.signature(cls.__init__).parameters.values() if p.kind is inspect.Parameter.KEYWORD_ONLY]
     doc = (cls.__doc__ or "").strip().splitlines()[0]
     lines = [f"Options of the attack {name} (--set attack.NAME=VALUE): {doc}"]
+    by_scale = {s: _attack_scale_defaults(name, s) for s in SCALES}
     for p in params:
-        scaled = [f"{s} {_attack_scale_defaults(name, s)[p.name]!r}" for s in SCALES if p.name in _attack_scale_defaults(name, s)]
+        scaled = [f"{s} {values[p.name]!r}" for s, values in by_scale.items() if p.name in values]
         lines.append(f"  {p.name:<14} default {p.default!r}" + (f" · {' · '.join(scaled)}" if scaled else ""))
     if cls.prepared:
         how = "against the run's clean twin" if cls.prepared == "surrogate" else "from its own training or inputs"

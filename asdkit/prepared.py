@@ -63,14 +63,20 @@ def _load(path: Path) -> dict:
     return payload["state"]
 
 
+def _network(config: RunConfig, train) -> torch.nn.Module:
+    """A freshly initialised network of ``config``'s architecture for ``train``'s images and classes."""
+    from .models import make_model
+
+    return make_model(config.model, num_classes=train.num_classes, in_channels=train.shape[0], **config.model_args)
+
+
 def _surrogate(config: RunConfig, train, *, root: Path, device: torch.device, quiet: bool):
     """The trained clean twin (trained now if it has no record yet) and its summary."""
-    from .models import make_model
     from .runner import run
 
     twin = surrogate_config(config)
     summary = run(twin, root=root, quiet=quiet)
-    model = make_model(twin.model, num_classes=train.num_classes, in_channels=train.shape[0], **twin.model_args)
+    model = _network(twin, train)
     model.load_state_dict(torch.load(Path(summary["record"]) / "model.pt", map_location="cpu", weights_only=True))
     return model.to(device).eval(), summary
 
@@ -82,7 +88,6 @@ def prepare_attack(config: RunConfig, train, attack, *, root: Path, device: torc
 
     from .attacks.build import BuildInputs
     from .engine import Normalizer
-    from .models import make_model
 
     path = poison_cache(config, root)
     if path.exists() and not rebuild:
@@ -99,12 +104,10 @@ def prepare_attack(config: RunConfig, train, attack, *, root: Path, device: torc
         surrogate, summary = _surrogate(config, train, root=root, device=device, quiet=quiet)
         note = f" against the clean twin (ACC {summary['acc']:.1%})"
 
-    def new_model() -> torch.nn.Module:
-        return make_model(config.model, num_classes=train.num_classes, in_channels=train.shape[0], **config.model_args).to(device)
-
     inputs = BuildInputs(data=train, target=config.target, label_mode=config.label_mode,
                          normalize=Normalizer(train.mean, train.std, device, channels_last=False), device=device,
-                         seed=config.seed, new_model=new_model, surrogate=surrogate, batch_size=config.batch_size, pad=config.pad)
+                         seed=config.seed, new_model=lambda: _network(config, train).to(device), surrogate=surrogate,
+                         batch_size=config.batch_size, pad=config.pad)
     with tqdm(total=attack.build_size(inputs), desc=f"building the {config.attack} poison{note}", disable=quiet) as bar:
         inputs.progress = bar.update
         state = attack.build(inputs)

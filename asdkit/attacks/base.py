@@ -3,6 +3,10 @@ from __future__ import annotations
 
 import torch
 
+#: WaNet's noise rate ρ_n: the fraction of the whole training set turned into noise (cover)
+#: samples (Nguyen & Tran, 2021; ASD App. B.2 and DBD App. B.2 use 0.2).
+DEFAULT_NOISE_RATE = 0.2
+
 
 class Attack:
     """A backdoor trigger: ``apply(x)`` returns triggered copies of uint8 N×C×H×W images.
@@ -36,6 +40,10 @@ class Attack:
     def train_trigger(self, x: torch.Tensor, *, generator: torch.Generator) -> torch.Tensor:
         """The trigger stamped on the training poison, in poisoning order; the test trigger unless the attack differs (adaptive-patch, Refool)."""
         return self(x)
+
+    def default_noise_rate(self, rate: float) -> float:
+        """The share of the whole set made noise (cover) samples at poison ``rate``, for attacks with a ``noise`` mode."""
+        return DEFAULT_NOISE_RATE
 
     # -- prepared attacks ----------------------------------------------------------------------
     def needs_build(self, rate: float) -> bool:

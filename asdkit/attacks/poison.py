@@ -7,13 +7,9 @@ import torch
 
 from ..data.types import ImageSet
 from ._common import bad_param, is_int, is_real
-from .base import Attack
+from .base import DEFAULT_NOISE_RATE, Attack
 
 LABEL_MODES = ("all2one", "all2all")
-
-#: WaNet's noise rate ρ_n: the fraction of the whole training set turned into noise (cover)
-#: samples (Nguyen & Tran, 2021; ASD App. B.2 and DBD App. B.2 use 0.2).
-DEFAULT_NOISE_RATE = 0.2
 
 
 @dataclass(frozen=True, eq=False)
@@ -112,8 +108,8 @@ def poison(data, attack, *, rate, target, seed, label_mode="all2one", noise_rate
         How poisoned samples are relabelled; clean-label attacks allow only ``"all2one"``.
     noise_rate : float or None, default=None
         Fraction of the whole set made noise samples, in ``[0, 1)``; ``None`` means the attack's
-        ``default_noise_rate(rate)`` (else ``DEFAULT_NOISE_RATE``, 0.2) for attacks with a noise
-        mode (at ``rate > 0``) and 0 otherwise.
+        ``default_noise_rate(rate)`` (``DEFAULT_NOISE_RATE``, 0.2, unless the attack says otherwise)
+        for attacks with a noise mode (at ``rate > 0``) and 0 otherwise.
     source : torch.Tensor or None, default=None
         Images aligned with ``data.x`` that the trigger is stamped on instead of ``data.x``: a
         prepared attack's perturbed images (CLB's PGD images, :mod:`asdkit.prepared`).
@@ -131,8 +127,7 @@ def poison(data, attack, *, rate, target, seed, label_mode="all2one", noise_rate
         raise bad_param("seed", "poison", "an int", seed)
     has_noise_mode = callable(getattr(attack, "noise", None))
     if noise_rate is None:
-        own = getattr(attack, "default_noise_rate", None)
-        noise_rate = (own(rate) if callable(own) else DEFAULT_NOISE_RATE) if has_noise_mode and rate > 0 else 0.0
+        noise_rate = attack.default_noise_rate(rate) if has_noise_mode and rate > 0 else 0.0
     elif not (is_real(noise_rate) and 0 <= noise_rate < 1):
         raise bad_param("noise_rate", "poison", "None or a float in the range [0, 1)", noise_rate)
     elif noise_rate > 0 and not has_noise_mode:
