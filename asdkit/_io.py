@@ -8,11 +8,11 @@ from typing import Any
 
 import torch
 
-__all__ = ["save_atomic"]
+__all__ = ["save_atomic", "save_atomic_text"]
 
 
-def save_atomic(obj: Any, path: Path) -> None:
-    """``torch.save`` to a temporary file beside ``path``, flushed to disk, then moved into place (``os.replace``).
+def _write_atomic(path: Path, write) -> None:
+    """Call ``write(file)`` on a temporary file beside ``path``, flush it to disk, then move it into place (``os.replace``).
 
     An interrupted write never leaves a half-written file under ``path``; the file is made
     readable by everyone (records and data caches are meant to be shared).
@@ -22,7 +22,7 @@ def save_atomic(obj: Any, path: Path) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)  # mkstemp makes it 0600
@@ -31,3 +31,13 @@ def save_atomic(obj: Any, path: Path) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def save_atomic(obj: Any, path: Path) -> None:
+    """``torch.save`` ``obj`` to ``path`` atomically."""
+    _write_atomic(path, lambda f: torch.save(obj, f))
+
+
+def save_atomic_text(text: str, path: Path) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically (the figures' README and index)."""
+    _write_atomic(path, lambda f: f.write(text.encode("utf-8")))

@@ -1,4 +1,4 @@
-"""Command line (DESIGN layer 9): ``asdkit run``, ``options``, ``data``, ``course`` and ``notebooks``.
+"""Command line (DESIGN layer 9): ``asdkit run``, ``options``, ``data``, ``course``, ``figures`` and ``notebooks``.
 
 Every option is checked before any data is loaded or any model is trained.
 """
@@ -78,6 +78,16 @@ def _build_parser() -> argparse.ArgumentParser:
     c.add_argument("action", choices=["list", "prepare"], help="list: each run and whether it is done; prepare: train what is missing")
     c.add_argument("--scale", choices=SCALES, help="default $ASDKIT_SCALE, else classroom")
     c.add_argument("--only", help="comma-separated run names (see `asdkit course list`)")
+
+    f = sub.add_parser("figures", help="regenerate the papers' figures (and figures/README.md) from run records, training what is missing")
+    f.add_argument("--scale", choices=SCALES, default="classroom", help="the runs' scale (default classroom)")
+    f.add_argument("--only", help="comma-separated figure keys, e.g. asd_fig03,pipd_fig04 (default: all; `--list` names them)")
+    f.add_argument("--jobs", type=int, default=1, help="independent runs trained in parallel processes (default 1)")
+    f.add_argument("--out", help="folder of the PNGs and README (default figures/ at classroom scale, figures-SCALE/ otherwise)")
+    f.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps (default: the scale's)")
+    f.add_argument("--no-train", action="store_true", help="draw only from existing records; a missing one is an error")
+    f.add_argument("--list", action="store_true", help="list every figure, the runs it reads at --scale and whether they exist, then exit")
+    f.add_argument("--quiet", action="store_true", help="no progress bar")
 
     n = sub.add_parser("notebooks", help="write student copies of the course notebooks (solution cells removed)")
     n.add_argument("--student", required=True, metavar="DIR", help="folder for the copies")
@@ -264,6 +274,31 @@ def _cmd_course(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_figures(args: argparse.Namespace) -> int:
+    from . import figures
+    from .records import runs_dir
+
+    if args.jobs < 1:
+        raise ValueError(f"The '--jobs' option must be an int in [1, inf). Got {args.jobs} instead.")
+    chosen = figures.select(args.only)
+    runs, uses = figures.plan(chosen, args.scale)
+    todo = figures.missing(runs)
+    if args.list:
+        for fig in chosen:
+            names = sorted(set(uses[fig.key].values()))
+            left = sum(n in todo for n in names)
+            print(f"  {fig.key:<10} {len(names):>2} run(s), {left} missing  {fig.caption}")
+        print(f"{len(runs)} distinct runs at {args.scale} scale in {runs_dir()}, {len(todo)} missing")
+        return 0
+    try:
+        out = figures.regenerate(args.scale, only=args.only, out=args.out, jobs=args.jobs, train=not args.no_train,
+                                 quiet=args.quiet, device=args.device)
+    except figures.TrainingForbidden as exc:
+        raise ValueError(f"{exc} (drop --no-train to train them)") from None
+    print(f"{len(out['figures'])} figures from {out['runs']} runs ({out['trained']} trained, {out['train_seconds']:.0f} s) in {out['out']}/")
+    return 0
+
+
 def _cmd_notebooks(args: argparse.Namespace) -> int:
     from .student import write_student_copies
 
@@ -285,7 +320,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     try:
         return {"run": _cmd_run, "data": _cmd_data, "options": _cmd_options, "course": _cmd_course,
-                "notebooks": _cmd_notebooks}[args.command](args)
+                "notebooks": _cmd_notebooks, "figures": _cmd_figures}[args.command](args)
     except ValueError as exc:  # bad input: one clear line, no traceback
         print(f"asdkit: error: {exc}", file=sys.stderr)
         return 2

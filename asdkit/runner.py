@@ -160,7 +160,7 @@ class Run:
         out = phase.run(ctx, phase.first_epoch + e) or {}
         train_seconds = time.perf_counter() - t0
         self._inject_faults()
-        metrics = ctx.evaluate() if phase.evaluate else {}
+        metrics = {**ctx.evaluate(), **self._purification()} if phase.evaluate else {}
         self.seconds += time.perf_counter() - t0
         metrics.update(phase=phase.name, phase_epoch=e, **out, **ctx.pending, **self._pool_truth(),
                        seconds=round(time.perf_counter() - t0, 3), train_seconds=round(train_seconds, 3))
@@ -168,6 +168,30 @@ class Run:
         self._take_snapshots()
         self.record.save()  # record first, then checkpoint: a crash between them only repeats an epoch
         self._checkpoint(pi, e + 1)
+
+    PURIFICATION_SAMPLE = 500  # poisoned and as many clean training images whose scores each epoch logs (002 Fig. 8)
+
+    @torch.no_grad()
+    def _purification(self) -> dict[str, float]:
+        """002 Fig. 8: the mean softmax score of the training label and of the true class, on fixed poisoned and clean samples (ground truth: runner only)."""
+        from .engine import predict
+
+        t = self.truth
+        if not hasattr(self, "_score_index"):
+            g, k = stream(self.config.seed, "purification sample"), self.PURIFICATION_SAMPLE
+            pick = lambda m: m.nonzero().squeeze(1)[torch.randperm(int(m.sum()), generator=g)[:k]]  # noqa: E731
+            self._score_index = torch.cat([pick(t.is_poison), pick(~t.is_poison)]).sort().values
+        idx, ctx = self._score_index, self.ctx
+        if not bool(t.is_poison[idx].any()):
+            return {}
+        model = ctx.average.model if ctx.average is not None else ctx.model
+        p = predict(model, ctx.data.x[idx.to(ctx.data.x.device)], normalize=ctx.data.normalize,
+                    batch_size=self.config.eval_batch_size).softmax(1).cpu()
+        observed = p.gather(1, t.observed_label[idx][:, None]).squeeze(1)
+        true = p.gather(1, t.true_label[idx][:, None]).squeeze(1)
+        poisoned = t.is_poison[idx]
+        return {"score/poisoned_label": round(float(observed[poisoned].mean()), 5), "score/poisoned_true": round(float(true[poisoned].mean()), 5),
+                "score/clean_label": round(float(observed[~poisoned].mean()), 5)}
 
     def _inject_faults(self) -> None:
         """003 Table 3: swap the requested share of a defense's mask for random benign samples outside it (ground truth, runner only)."""
@@ -258,6 +282,8 @@ class Run:
         """Finish the record: the defense's extra summary, pool figures, time per phase, final weights."""
         ctx = self.ctx
         extra = self.spec.finish(ctx) if self.spec.finish else {}
+        if "ce" not in ctx.pending_snapshots.get("final", {}) and "ce" not in self.record.snapshots.get("final", {}):
+            ctx.snapshot_losses("final")  # every defense's final per-sample losses (002 Fig. 1), unless it took its own
         self._take_snapshots()
         metrics = self.record.metrics
         last = next((m for m in reversed(metrics) if "acc" in m), None) or ctx.evaluate()

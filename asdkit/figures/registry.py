@@ -1,0 +1,221 @@
+"""The figure registry: one entry per paper figure, the runs it reads, and a pure drawing function.
+
+A :class:`PaperFigure` names its runs as :class:`Need` objects (a defense and config overrides,
+made into a config at the figure's scale); :func:`plan` turns a set of figures into the unique
+configs they read, so a run shared by two figures is one record; :func:`regenerate` trains what
+is missing (optionally in parallel processes), then draws every figure from records alone and
+writes ``<out>/<key>.png`` and ``<out>/README.md``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from ..config import RunConfig, make_config
+from ..records import Record, runs_dir
+
+__all__ = ["Need", "Drawn", "PaperFigure", "FIGURES", "register", "plan", "missing", "regenerate", "select"]
+
+
+@dataclass(frozen=True)
+class Need:
+    """One run a figure reads: a defense and config overrides, made into a config at the figure's scale."""
+
+    defense: str = "none"
+    overrides: Mapping[str, Any] = field(default_factory=dict)
+
+    def config(self, scale: str) -> RunConfig:
+        return make_config(scale, defense=self.defense, overrides=dict(self.overrides))
+
+
+@dataclass
+class Drawn:
+    """What a drawing function returns: the figure, the phenomenon's number in words, whether it shows, the raw numbers."""
+
+    figure: Any
+    number: str
+    shows: bool | None  # None: nothing to check (a diagram, a grid of examples)
+    values: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PaperFigure:
+    """One figure of a paper: what it shows, the paper's claim, the runs it reads at a scale, and how it is drawn."""
+
+    key: str  # asd_fig03
+    caption: str  # the paper's caption in a few words
+    claim: str  # the phenomenon, as the paper states it
+    needs: Callable[[str], dict[str, Need]]  # scale -> {label: Need}
+    draw: Callable[[dict[str, Record], str], Drawn]  # (records by label, scale) -> Drawn
+    reduced: str = ""  # how the grid at classroom/smoke scale differs from the paper's
+    kind: str = "figure"  # or "table": drawn as markdown rows (Drawn.values["markdown"]) into the README
+
+    @property
+    def paper(self) -> str:
+        return self.key.split("_")[0].upper()
+
+
+FIGURES: dict[str, PaperFigure] = {}
+
+
+def register(key: str, *, caption: str, claim: str, needs: Callable[[str], dict[str, Need]] | None = None, reduced: str = "",
+             kind: str = "figure"):
+    """Decorator: register ``draw`` as figure (or table) ``key`` (names must be unique)."""
+    def wrap(draw):
+        if key in FIGURES:
+            raise ValueError(f"figure {key!r} is registered twice")
+        FIGURES[key] = PaperFigure(key, caption, claim, needs or (lambda scale: {}), draw, reduced, kind)
+        return draw
+    return wrap
+
+
+def _order(fig: "PaperFigure") -> tuple[int, int, str]:
+    return ("ASD", "PIPD", "DBD").index(fig.paper), fig.kind == "table", fig.key
+
+
+def select(only: str | list[str] | None = None) -> list[PaperFigure]:
+    """The figures named in ``only`` (comma-separated keys; None: all), checked before any work."""
+    if not only:
+        return sorted(FIGURES.values(), key=_order)
+    keys = [k.strip() for k in (only.split(",") if isinstance(only, str) else only) if k.strip()]
+    unknown = [k for k in keys if k not in FIGURES]
+    if unknown:
+        raise ValueError(f"The 'only' field names unknown figures {unknown}; the figures: {', '.join(FIGURES)}.")
+    return [FIGURES[k] for k in keys]
+
+
+def plan(figures: list[PaperFigure], scale: str) -> tuple[dict[str, RunConfig], dict[str, dict[str, str]]]:
+    """The unique runs ``figures`` read at ``scale`` (run folder name -> config) and, per figure, label -> run folder name.
+
+    Every config is made (and so checked) here, before anything trains.
+    """
+    from ..runner import run_folder
+
+    runs: dict[str, RunConfig] = {}
+    uses: dict[str, dict[str, str]] = {}
+    for fig in figures:
+        uses[fig.key] = {}
+        for label, need in fig.needs(scale).items():
+            cfg = need.config(scale)
+            name = run_folder(cfg, Path(".")).name
+            runs.setdefault(name, cfg)
+            uses[fig.key][label] = name
+    return runs, uses
+
+
+def missing(runs: dict[str, RunConfig], root: Path | None = None) -> dict[str, RunConfig]:
+    """The runs of ``runs`` without a finished record under ``root``."""
+    from ..runner import finished_record
+
+    return {name: cfg for name, cfg in runs.items() if finished_record(cfg, root) is None}
+
+
+def _groups(runs: dict[str, RunConfig]) -> list[list[RunConfig]]:
+    """Runs that share a cached product (a prepared attack's poison, DBD's SimCLR backbone) go to one worker, in order."""
+    from ..attacks import ATTACKS
+
+    groups: dict[str, list[RunConfig]] = {}
+    for name, cfg in runs.items():
+        shared = ATTACKS[cfg.attack].prepared is not None or cfg.defense == "dbd"
+        key = json.dumps([cfg.attack, cfg.attack_args, cfg.seed, cfg.rate, cfg.train_size], sort_keys=True, default=str) if shared else name
+        groups.setdefault(key, []).append(cfg)
+    return sorted(groups.values(), key=len, reverse=True)
+
+
+def _run_group(configs: list[dict], root: str, threads: int) -> list[str]:
+    """Worker: run each config of a group in order (a fresh process; torch limited to ``threads``)."""
+    import torch
+
+    from ..config import RunConfig
+    from ..runner import run
+
+    torch.set_num_threads(max(1, threads))
+    out = []
+    for c in configs:
+        cfg = RunConfig(**{k: tuple(v) if k == "milestones" else v for k, v in c.items()})
+        out.append(run(cfg, root=Path(root), quiet=True)["record"])
+    return out
+
+
+def train_missing(todo: dict[str, RunConfig], *, root: Path | None = None, jobs: int = 1, quiet: bool = False,
+                  device: str | None = None) -> None:
+    """Train every run of ``todo`` (a progress bar over runs); with ``jobs`` > 1, independent groups run in parallel processes."""
+    from dataclasses import asdict, replace
+
+    from tqdm.auto import tqdm
+
+    from ..runner import run
+
+    if not todo:
+        return
+    root = Path(root or runs_dir())
+    if device:
+        todo = {k: replace(c, device=device) for k, c in todo.items()}
+    bar = tqdm(total=len(todo), desc=f"runs for the figures ({next(iter(todo.values())).scale})", unit="run", disable=quiet)
+    if jobs <= 1:
+        for name, cfg in todo.items():
+            bar.set_postfix_str(name)
+            run(cfg, root=root, quiet=True)
+            bar.update(1)
+        bar.close()
+        return
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn")) as pool:
+        futures = {pool.submit(_run_group, [asdict(c) for c in g], str(root), threads): len(g) for g in _groups(todo)}
+        for f in as_completed(futures):
+            f.result()  # a failed run raises here, naming its error
+            bar.update(futures[f])
+    bar.close()
+
+
+class TrainingForbidden(RuntimeError):
+    """Raised when figures are drawn with ``train=False`` and a run they read has no finished record."""
+
+
+def regenerate(scale: str = "classroom", *, only: str | list[str] | None = None, out: Path | str | None = None,
+               root: Path | None = None, jobs: int = 1, train: bool = True, quiet: bool = False, device: str | None = None,
+               dpi: int = 130) -> dict[str, Any]:
+    """Train what the figures need (unless ``train`` is False), draw each, write ``<out>/<key>.png`` and ``<out>/README.md``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ..runner import run_folder
+    from .readme import write_readme
+
+    figures = select(only)
+    runs, uses = plan(figures, scale)
+    root = Path(root or runs_dir())
+    todo = missing(runs, root)
+    if todo and not train:
+        raise TrainingForbidden(f"{len(todo)} run(s) the figures read have no finished record under {root}: {sorted(todo)[:6]}...")
+    t0 = time.perf_counter()
+    train_missing(todo, root=root, jobs=jobs, quiet=quiet, device=device)
+    trained = time.perf_counter() - t0
+    out = Path(out or ("figures" if scale == "classroom" else f"figures-{scale}"))
+    out.mkdir(parents=True, exist_ok=True)
+    results = {}
+    for fig in figures:
+        t1 = time.perf_counter()
+        records = {label: Record.load(run_folder(runs[name], root) / "record.pt") for label, name in uses[fig.key].items()}
+        drawn = fig.draw(records, scale)
+        path = out / f"{fig.key}.png"
+        if drawn.figure is not None:
+            drawn.figure.savefig(path, dpi=dpi)
+            plt.close(drawn.figure)
+        seconds = {label: r.summary.get("seconds", 0.0) for label, r in records.items()}
+        results[fig.key] = {"file": path.name if drawn.figure is not None else "", "kind": fig.kind, "number": drawn.number, "shows": drawn.shows, "values": drawn.values,
+                            "runs": sorted(set(uses[fig.key].values())), "run_seconds": round(sum(seconds.values()), 1),
+                            "draw_seconds": round(time.perf_counter() - t1, 2)}
+        if not quiet:
+            print(f"{fig.key}: {drawn.number}")
+    write_readme(out, scale, {f.key: f for f in figures}, results, runs=len(runs), trained=len(todo), seconds=trained)
+    return {"figures": results, "runs": len(runs), "trained": len(todo), "train_seconds": round(trained, 1), "out": str(out)}
