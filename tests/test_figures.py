@@ -97,6 +97,9 @@ def test_every_drawing_function_draws_from_smoke_records(key, smoke_records, mon
     if fig.needs("smoke"):  # a figure read off records reports numbers, not only a drawing
         assert re.search(r"\d", drawn.number)
     drawn.figure.canvas.draw()  # the layout engine runs (overlaps would warn, not fail; the PNGs are looked at)
+    import matplotlib.pyplot as plt
+
+    plt.close(drawn.figure)
 
 
 def test_figures_whose_records_exist_draw_without_training_and_the_readme_carries_their_numbers(smoke_records, monkeypatch, tmp_path):

@@ -26,59 +26,61 @@ def _box(ax, x: float, y: float, w: float, h: float, text: str, kind: str = "sta
     return x - w / 2, x + w / 2, y - h / 2, y + h / 2
 
 
-def _arrow(ax, start, end, text: str = "", style: str = "-|>"):
-    ax.annotate("", xy=end, xytext=start, arrowprops=dict(arrowstyle=style, color="0.25", lw=1.2, shrinkA=2, shrinkB=2))
+def _arrow(ax, start, end, text: str = "", rad: float = 0.0, text_dy: float = 0.12):
+    """An arrow from ``start`` to ``end`` (curved by ``rad``), labelled ``text`` above its middle."""
+    ax.annotate("", xy=end, xytext=start, arrowprops=dict(arrowstyle="-|>", color="0.25", lw=1.2, shrinkA=2, shrinkB=2,
+                                                          connectionstyle=f"arc3,rad={rad}"))
     if text:
-        ax.text((start[0] + end[0]) / 2, (start[1] + end[1]) / 2 + 0.12, text, ha="center", va="bottom", fontsize=7, color="0.2")
+        ax.text((start[0] + end[0]) / 2, (start[1] + end[1]) / 2 + text_dy, text, ha="center", va="bottom", fontsize=7, color="0.2")
 
 
 @register("asd_fig02", caption="ASD's pipeline", claim="seed samples, three splitting stages, two pools, semi-supervised training")
 def asd_fig02(records, scale):
-    fig, ax = _canvas(13, 4.6, "ASD: adaptively splitting the poisoned data set (002 Fig. 2)")
-    _box(ax, 1.2, 2.3, 1.9, 1.3, "poisoned\ntraining set D\n+ 10 clean seeds\na class", "data")
+    fig, ax = _canvas(13, 4.4, "ASD: adaptively splitting the poisoned data set (002 Fig. 2)")
+    _box(ax, 1.2, 2.9, 1.9, 1.4, "poisoned\ntraining set D\n+ 10 clean seeds\na class", "data")
     stages = [("stage 1\nclass-aware\nloss-guided split\n(SCE; D_C grows\nby n every t epochs)", 3.9),
               ("stage 2\nclass-agnostic\nloss-guided split\n(the lowest α·|D|)", 6.6),
               ("stage 3\nmeta-split: virtual\nmodel, one epoch;\nthe smallest loss\nreduction → D_C", 9.3)]
     for text, x in stages:
-        _box(ax, x, 3.1, 2.2, 1.7, text, "stage")
-    _arrow(ax, (2.15, 2.6), (2.8, 3.0))
-    _arrow(ax, (5.0, 3.1), (5.5, 3.1), "epoch T1")
-    _arrow(ax, (7.7, 3.1), (8.2, 3.1), "epoch T2")
-    _box(ax, 6.6, 0.85, 2.6, 0.8, "clean pool D_C (labelled)", "pool")
-    _box(ax, 9.6, 0.85, 2.6, 0.8, "polluted pool D_P (labels dropped)", "bad")
+        _box(ax, x, 2.9, 2.2, 1.7, text, "stage")
+    _arrow(ax, (2.15, 2.9), (2.8, 2.9))
+    _arrow(ax, (5.0, 2.9), (5.5, 2.9), "epoch T1")
+    _arrow(ax, (7.7, 2.9), (8.2, 2.9), "epoch T2")
+    _box(ax, 5.0, 0.75, 4.6, 0.75, "clean pool D_C (labels kept)", "pool")
+    _box(ax, 9.0, 0.75, 2.9, 0.75, "polluted pool D_P (labels dropped)", "bad")
+    ax.text(2.55, 1.55, "each epoch's split\nfills both pools", fontsize=7, color="0.3", ha="left")
     for _, x in stages:
-        _arrow(ax, (x, 2.25), (x + 0.2 if x > 8 else x, 1.3))
-    _box(ax, 12.0, 2.3, 1.7, 1.7, "MixMatch\non D_C ∪ D_P\n(one model,\nevery epoch)", "train")
-    _arrow(ax, (7.9, 0.85), (11.2, 2.0))
-    _arrow(ax, (10.9, 0.95), (11.3, 1.7))
-    _arrow(ax, (12.0, 3.2), (12.0, 3.9))
-    ax.text(12.0, 4.05, "the model feeds the next split's losses", ha="center", fontsize=7, color="0.3")
+        _arrow(ax, (x, 2.05), (x, 1.15))
+    _box(ax, 12.0, 2.0, 1.7, 1.6, "MixMatch\non D_C ∪ D_P\n(one model,\nevery epoch)", "train")
+    _arrow(ax, (10.45, 0.75), (11.15, 1.3))
+    _arrow(ax, (12.0, 2.8), (9.6, 3.75), rad=0.35)
+    ax.text(12.2, 3.75, "its losses drive\\nthe next split", fontsize=7, color="0.2", ha="left")
     return Drawn(fig, "diagram drawn by code", None)
 
 
 @register("pipd_fig02", caption="PIPD's pipeline", claim="pre-isolation, progressive isolation, selective training")
 def pipd_fig02(records, scale):
-    fig, ax = _canvas(13, 4.2, "PIPD: progressive isolation of poisoned data (003 Fig. 2)")
-    _box(ax, 1.2, 2.1, 1.9, 1.2, "poisoned\ntraining set D", "data")
-    _box(ax, 3.9, 2.1, 2.4, 1.6, "pre-isolation\nLGA training (γ);\nP_p ← lowest p of the loss\nP_b ← highest q", "stage")
-    _box(ax, 7.4, 2.1, 3.4, 2.1, "progressive isolation, T rounds\nactivations of P_p and P_b per channel\n→ discrepancy (Eq. 4), top-K channels\n"
+    fig, ax = _canvas(13, 3.4, "PIPD: progressive isolation of poisoned data (003 Fig. 2)")
+    _box(ax, 1.2, 1.5, 1.9, 1.2, "poisoned\ntraining set D", "data")
+    _box(ax, 3.9, 1.5, 2.4, 1.6, "pre-isolation\nLGA training (γ);\nP_p ← lowest p of the loss\nP_b ← highest q", "stage")
+    _box(ax, 7.4, 1.5, 3.4, 2.0, "progressive isolation, T rounds\nactivations of P_p and P_b per channel\n→ discrepancy (Eq. 4), top-K channels\n"
          "→ score (Eq. 6) → natural breaks\n(Fisher-Jenks) → benign / poisoned;\nP_b grows by the benign (Eq. 9)", "stage")
-    _box(ax, 11.6, 2.1, 2.3, 1.6, "selective training\n(Eq. 10): descend on\nthe benign, ascend on\nthe isolated", "train")
-    _arrow(ax, (2.15, 2.1), (2.7, 2.1))
-    _arrow(ax, (5.1, 2.1), (5.7, 2.1))
-    _arrow(ax, (9.1, 2.1), (10.45, 2.1))
-    _arrow(ax, (8.4, 3.15), (6.4, 3.15), "round t → t+1", style="-|>")
+    _box(ax, 11.6, 1.5, 2.3, 1.6, "selective training\n(Eq. 10): descend on\nthe benign, ascend on\nthe isolated", "train")
+    _arrow(ax, (2.15, 1.5), (2.7, 1.5))
+    _arrow(ax, (5.1, 1.5), (5.7, 1.5))
+    _arrow(ax, (9.1, 1.5), (10.45, 1.5), "after round T")
+    _arrow(ax, (8.6, 2.55), (6.2, 2.55), "round t → t + 1", rad=0.5, text_dy=0.35)
     return Drawn(fig, "diagram drawn by code", None)
 
 
 @register("dbd_fig02", caption="DBD's pipeline", claim="self-supervised backbone, SCE head, loss filtering, semi-supervised fine-tuning")
 def dbd_fig02(records, scale):
-    fig, ax = _canvas(13, 3.8, "DBD: decoupling the training process (004 Fig. 2)")
-    _box(ax, 1.2, 1.9, 1.9, 1.2, "poisoned\ntraining set D\n(labels unused)", "data")
-    _box(ax, 3.9, 1.9, 2.3, 1.5, "stage 1\nSimCLR backbone\n(NT-Xent, τ)", "stage")
-    _box(ax, 6.7, 1.9, 2.3, 1.5, "stage 2\nfrozen backbone,\nlinear head with SCE\n(the labels)", "stage")
-    _box(ax, 9.3, 1.9, 2.0, 1.5, "filter: the lowest-\nSCE α·|D| keep\ntheir labels,\nthe rest lose them", "pool")
-    _box(ax, 11.9, 1.9, 1.9, 1.5, "stage 3\nMixMatch\nfine-tuning of\nthe whole model", "train")
+    fig, ax = _canvas(13, 2.6, "DBD: decoupling the training process (004 Fig. 2)")
+    _box(ax, 1.2, 1.2, 1.9, 1.2, "poisoned\ntraining set D\n(labels unused)", "data")
+    _box(ax, 3.9, 1.2, 2.3, 1.5, "stage 1\nSimCLR backbone\n(NT-Xent, τ)", "stage")
+    _box(ax, 6.7, 1.2, 2.3, 1.5, "stage 2\nfrozen backbone,\nlinear head with SCE\n(the labels)", "stage")
+    _box(ax, 9.3, 1.2, 2.0, 1.5, "filter: the lowest-\nSCE α·|D| keep\ntheir labels,\nthe rest lose them", "pool")
+    _box(ax, 11.9, 1.2, 1.9, 1.5, "stage 3\nMixMatch\nfine-tuning of\nthe whole model", "train")
     for a, b in ((2.15, 2.75), (5.05, 5.55), (7.85, 8.3), (10.3, 10.95)):
-        _arrow(ax, (a, 1.9), (b, 1.9))
+        _arrow(ax, (a, 1.2), (b, 1.2))
     return Drawn(fig, "diagram drawn by code", None)
