@@ -83,7 +83,8 @@ def write_readme(out: Path, scale: str, figures: dict[str, Any], results: dict[s
         lines += ["## Tables", ""]
     for k in tables:
         e = index["figures"][k]
-        lines += [f"### {k.replace('_table', ' Table ').upper()}: {e['caption']}", "",
+        paper, number = k.split("_table")
+        lines += [f"### {paper.upper()} Table {number}: {e['caption']}", "",
                   f"{e['number']}. The paper: {e['claim']}." + (f" Grid: {e['reduced']}" if e.get("reduced") else ""), "",
                   *e["values"]["markdown"], ""]
     path = out / "README.md"

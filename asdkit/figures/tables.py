@@ -65,3 +65,93 @@ def asd_table3(records, scale):
                      f"{p[0]:,} / {p[1]:,} / {p[2]:,} | {p[3]:,} |")
     number = "total seconds: " + ", ".join(f"{NAMES[d]} {t:.0f}" for d, t in totals.items())
     return Drawn(None, number, bool(totals["abl"] < totals["asd"] < totals["dbd"]), {"markdown": lines})
+
+
+# 003 Table 2 (CIFAR-10, TPR / FPR in %) for the attacks both papers share
+PIPD_TABLE2 = {"abl": {"badnets": (94.76, 0.68), "blend": (87.68, 0.64)}, "dbd": {"badnets": (80.67, 48.52), "blend": (99.44, 47.39)},
+               "asd": {"badnets": (97.77, 47.70), "blend": (100.0, 47.36)}, "pipd": {"badnets": (100.0, 0.0), "blend": (100.0, 0.0)}}
+
+
+@register("pipd_table2", caption="TPR / FPR of the isolated set", kind="table",
+          needs=lambda s: {f"{d} | {a}": run(d, a) for a in attacks(s, ("badnets", "blend", "wanet")) for d in ("abl", "dbd", "asd", "pipd")},
+          claim="PIPD: the highest TPR and the lowest FPR (CIFAR-10: TPR 99.95 %, FPR 0.06 % on average)",
+          reduced="BadNets and Blend at classroom (paper: seven attacks); DBD's and ASD's isolated set is their final polluted pool")
+def pipd_table2(records, scale):
+    al = list(dict.fromkeys(k.split(" | ")[1] for k in records))
+    lines = ["| defense | " + " | ".join(f"{a}: TPR / FPR ({scale}) | paper (CIFAR-10)" for a in al) + " |", "| --- |" + " --- | --- |" * len(al)]
+    for d in ("abl", "dbd", "asd", "pipd"):
+        cells = []
+        for a in al:
+            s = records[f"{d} | {a}"].summary
+            paper = PIPD_TABLE2[d].get(a)
+            cells += [f"{pct(s.get('tpr'))} / {pct(s.get('fpr'))}", f"{paper[0]} / {paper[1]}" if paper else "—"]
+        lines.append(f"| {NAMES[d]} | " + " | ".join(cells) + " |")
+    p = [records[f"pipd | {a}"].summary for a in al]
+    number = "PIPD: " + ", ".join(f"{a} TPR {pct(s['tpr'])} FPR {pct(s['fpr'])}" for a, s in zip(al, p))
+    ok = all(records[f"pipd | {a}"].summary["fpr"] <= min(records[f"{d} | {a}"].summary["fpr"] for d in ("abl", "dbd", "asd")) for a in al)
+    return Drawn(None, number, ok, {"markdown": lines})
+
+
+FAULTS = (0.2, 0.4, 0.6, 0.8)
+
+
+@register("pipd_table3", caption="PIPD when the poisoned subset P_p holds benign samples (fault ratio)", kind="table",
+          needs=lambda s: {f"{r:.0%}": run("pipd", "badnets", rate=0.05, defense__fault_ratio=r) for r in (FAULTS if s not in ("smoke", "classroom") else (0.2, 0.6))},
+          claim="TPR falls and FPR rises slowly as more benign samples are mixed in (BadNets: 100 % / 0 % up to 80 %)",
+          reduced="BadNets 5 %, fault ratios 20 % and 60 % at classroom (paper 20-80 %, five attacks)")
+def pipd_table3(records, scale):
+    lines = ["| fault ratio | TPR / FPR | CA / ASR | benign samples in P_p after the swap |", "| --- | --- | --- | --- |"]
+    for k, rec in records.items():
+        s = rec.summary
+        benign = next((v for m in rec.metrics for key, v in m.items() if key.startswith("benign_in/")), None)
+        lines.append(f"| {k} | {pct(s['tpr'])} / {pct(s['fpr'])} | {pct(s['acc'])} / {pct(s['asr'])} | {benign} |")
+    tprs = [r.summary["tpr"] for r in records.values()]
+    number = "TPR " + ", ".join(f"{k} {pct(r.summary['tpr'])}" for k, r in records.items())
+    return Drawn(None, number, bool(min(tprs) > 0.9), {"markdown": lines})
+
+
+ROUNDS = (1, 2, 3, 5)
+PIPD_TABLE4 = {"badnets": {1: (92.98, 99.81), 2: (94.14, 0.54), 3: (94.24, 0.54), 5: (94.23, 0.52)},
+               "blend": {1: (93.28, 98.73), 2: (93.61, 50.46), 3: (94.06, 0.72), 5: (94.04, 0.72)}}
+
+
+@register("pipd_table4", caption="CA / ASR of PIPD with T progressive rounds", kind="table",
+          needs=lambda s: {f"T={t} | {a}": run("pipd", a, defense__rounds=t) for a in attacks(s, ("badnets", "blend"))
+                           for t in (ROUNDS if s != "smoke" else (1, 2))},
+          claim="one round leaves the backdoor (ASR ~99 %); two or three rounds remove it (BadNets: 99.81 → 0.54 %)",
+          reduced="BadNets and Blend at 10 % (paper: four attacks)")
+def pipd_table4(records, scale):
+    al = list(dict.fromkeys(k.split(" | ")[1] for k in records))
+    ts = list(dict.fromkeys(k.split(" | ")[0] for k in records))
+    lines = ["| T | " + " | ".join(f"{a}: CA / ASR ({scale}) | paper (CIFAR-10)" for a in al) + " |", "| --- |" + " --- | --- |" * len(al)]
+    for t in ts:
+        cells = []
+        for a in al:
+            s = records[f"{t} | {a}"].summary
+            paper = PIPD_TABLE4.get(a, {}).get(int(t[2:]))
+            cells += [f"{pct(s['acc'])} / {pct(s['asr'])}", f"{paper[0]} / {paper[1]}" if paper else "—"]
+        lines.append(f"| {t[2:]} | " + " | ".join(cells) + " |")
+    first, last = ts[0], ts[-1]
+    number = "ASR " + ", ".join(f"{a}: {pct(records[f'{first} | {a}'].summary['asr'])} at {first} → {pct(records[f'{last} | {a}'].summary['asr'])} at {last}" for a in al)
+    return Drawn(None, number, all(records[f"{last} | {a}"].summary["asr"] <= records[f"{first} | {a}"].summary["asr"] for a in al), {"markdown": lines})
+
+
+DBD_TABLE1 = {"none": {"badnets": (94.92, 100), "blend": (94.14, 98.25), "wanet": (94.29, 98.64)},
+              "dbd": {"badnets": (92.41, 0.96), "blend": (92.18, 1.73), "wanet": (91.20, 0.39)}}
+
+
+@register("dbd_table1", caption="DBD against BadNets, Blended and WaNet", kind="table",
+          needs=lambda s: {f"{d} | {a}": run(d, a) for a in (("badnets",) if s == "smoke" else ("badnets", "blend", "wanet")) for d in ("none", "dbd")},
+          claim="ASR below 2 % against every attack, BA within 2-3 points of no defense (CIFAR-10)")
+def dbd_table1(records, scale):
+    al = list(dict.fromkeys(k.split(" | ")[1] for k in records))
+    lines = ["| defense | " + " | ".join(f"{a}: BA / ASR ({scale}) | paper (CIFAR-10)" for a in al) + " |", "| --- |" + " --- | --- |" * len(al)]
+    for d in ("none", "dbd"):
+        cells = []
+        for a in al:
+            s = records[f"{d} | {a}"].summary
+            paper = DBD_TABLE1[d][a]
+            cells += [f"{pct(s['acc'])} / {pct(s['asr'])}", f"{paper[0]} / {paper[1]}"]
+        lines.append(f"| {NAMES[d]} | " + " | ".join(cells) + " |")
+    number = "DBD: " + ", ".join(f"{a} {pct(records[f'dbd | {a}'].summary['acc'])} / {pct(records[f'dbd | {a}'].summary['asr'])}" for a in al)
+    return Drawn(None, number, all(records[f"dbd | {a}"].summary["asr"] < 0.02 for a in al), {"markdown": lines})
