@@ -86,6 +86,7 @@ def _build_parser() -> argparse.ArgumentParser:
     f.add_argument("--out", help="folder of the PNGs and README (default figures/ at classroom scale, figures-SCALE/ otherwise)")
     f.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps (default: the scale's)")
     f.add_argument("--no-train", action="store_true", help="draw only from existing records; a missing one is an error")
+    f.add_argument("--available", action="store_true", help="train nothing; draw the figures whose records all exist, list the others")
     f.add_argument("--list", action="store_true", help="list every figure, the runs it reads at --scale and whether they exist, then exit")
     f.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -292,10 +293,12 @@ def _cmd_figures(args: argparse.Namespace) -> int:
         return 0
     try:
         out = figures.regenerate(args.scale, only=args.only, out=args.out, jobs=args.jobs, train=not args.no_train,
-                                 quiet=args.quiet, device=args.device)
+                                 quiet=args.quiet, device=args.device, available=args.available)
     except figures.TrainingForbidden as exc:
         raise ValueError(f"{exc} (drop --no-train to train them)") from None
     print(f"{len(out['figures'])} figures from {out['runs']} runs ({out['trained']} trained, {out['train_seconds']:.0f} s) in {out['out']}/")
+    if out["skipped"]:
+        print(f"skipped (records missing): {', '.join(out['skipped'])}")
     return 0
 
 

@@ -67,10 +67,16 @@ def hist_groups(ax, values: np.ndarray, groups: dict[str, np.ndarray], *, bins: 
 
     v = np.log10(np.maximum(values, 1e-6)) if log else values
     edges = np.histogram_bin_edges(v[np.isfinite(v)], bins=bins)
+    tallest, second = 0.0, 0.0
     for name, mask in groups.items():
         if mask.any():
             sns.histplot(v[mask], bins=edges, stat="density", element="step", fill=True, alpha=0.35, ax=ax,
                          color=COLORS.get(name), label=f"{name} ({int(mask.sum())})")
+            h = np.sort(np.histogram(v[mask], bins=edges, density=True)[0])
+            tallest, second = max(tallest, h[-1]), max(second, h[-2] if len(h) > 1 else h[-1])
+    if second > 0 and tallest > 3 * second:  # one spike (a loss saturating at its bound) would flatten the rest
+        ax.set_ylim(0, 1.4 * second)
+        ax.annotate("a spike is clipped", (0.02, 0.97), xycoords="axes fraction", va="top", fontsize=7, color="0.35")
     ax.set(xlabel=f"log10 {xlabel}" if log else xlabel, ylabel="density")
     ax.legend(fontsize=7)
 

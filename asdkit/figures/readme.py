@@ -72,6 +72,11 @@ def write_readme(out: Path, scale: str, figures: dict[str, Any], results: dict[s
               f"- does not show ({len(fails)}): " + (", ".join(f"`{k}`" for k in fails) or "none"),
               "- nothing to check (diagrams, example grids): "
               + (", ".join(f"`{k}`" for k in order if index["figures"][k]["shows"] is None) or "none"), ""]
+    absent = [k for k in registry.FIGURES if k not in index["figures"]]
+    if absent:
+        lines += ["## Not drawn yet at this scale", "",
+                  f"{len(absent)} entries wait for their runs (`asdkit figures --list` says which are missing): "
+                  + ", ".join(f"`{k}`" for k in absent) + ".", ""]
     slow = sorted(order, key=lambda k: -index["figures"][k].get("run_seconds", 0))[:5]
     last = index["last"]
     lines += ["## Cost", "",

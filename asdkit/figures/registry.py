@@ -181,8 +181,11 @@ class TrainingForbidden(RuntimeError):
 
 def regenerate(scale: str = "classroom", *, only: str | list[str] | None = None, out: Path | str | None = None,
                root: Path | None = None, jobs: int = 1, train: bool = True, quiet: bool = False, device: str | None = None,
-               dpi: int = 130) -> dict[str, Any]:
-    """Train what the figures need (unless ``train`` is False), draw each, write ``<out>/<key>.png`` and ``<out>/README.md``."""
+               dpi: int = 130, available: bool = False) -> dict[str, Any]:
+    """Train what the figures need (unless ``train`` is False), draw each, write ``<out>/<key>.png`` and ``<out>/README.md``.
+
+    ``available``: train nothing and draw only the figures whose records all exist (the others are listed as skipped).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -195,6 +198,12 @@ def regenerate(scale: str = "classroom", *, only: str | list[str] | None = None,
     runs, uses = plan(figures, scale)
     root = Path(root or runs_dir())
     todo = missing(runs, root)
+    skipped = []
+    if available:
+        skipped = [f.key for f in figures if any(n in todo for n in uses[f.key].values())]
+        figures = [f for f in figures if f.key not in skipped]
+        runs, uses = plan(figures, scale)
+        todo = {}
     if todo and not train:
         raise TrainingForbidden(f"{len(todo)} run(s) the figures read have no finished record under {root}: {sorted(todo)[:6]}...")
     t0 = time.perf_counter()
@@ -218,4 +227,5 @@ def regenerate(scale: str = "classroom", *, only: str | list[str] | None = None,
         if not quiet:
             print(f"{fig.key}: {drawn.number}")
     write_readme(out, scale, {f.key: f for f in figures}, results, runs=len(runs), trained=len(todo), seconds=trained)
-    return {"figures": results, "runs": len(runs), "trained": len(todo), "train_seconds": round(trained, 1), "out": str(out)}
+    return {"figures": results, "runs": len(runs), "trained": len(todo), "train_seconds": round(trained, 1), "out": str(out),
+            "skipped": skipped}
