@@ -107,6 +107,7 @@ class Run:
         if len(seeds):
             self.record.arrays["seeds"] = seeds
         self.seconds = 0.0
+        self.lock = None  # the RecordLock run() holds while this run trains (refreshed every epoch)
 
     def _draw_seeds(self, per_class: int, poisoned: int) -> torch.Tensor:
         """The defender's trusted seeds: ``per_class`` clean samples a class, ``poisoned`` of them swapped for poisoned ones (002 Table 5)."""
@@ -168,6 +169,8 @@ class Run:
         self._take_snapshots()
         self.record.save()  # record first, then checkpoint: a crash between them only repeats an epoch
         self._checkpoint(pi, e + 1)
+        if self.lock is not None:
+            self.lock.refresh()
 
     PURIFICATION_SAMPLE = 500  # poisoned and as many clean training images whose scores each epoch logs (002 Fig. 8)
 
@@ -327,29 +330,57 @@ def finished_record(config: RunConfig, root: Path | None = None) -> Record | Non
     return rec if rec.status == "done" else None
 
 
+def _reused(config: RunConfig, rec: Record) -> dict[str, Any]:
+    summary = dict(rec.summary)
+    if "lowest_class_acc" not in summary:  # a record from before the summary carried its classes
+        last = next(m for m in reversed(rec.metrics) if "acc_per_class" in m)
+        summary.update(class_health(last["acc_per_class"], config.target, class_names(config.dataset)))
+    return {**summary, "reused": True}
+
+
 def run(config: RunConfig, *, root: Path | None = None, quiet: bool = False, force: bool = False,
-        rebuild_poison: bool = False) -> dict[str, Any]:
+        rebuild_poison: bool = False, wait: bool = True) -> dict[str, Any]:
     """Run (or resume, or reuse) the experiment ``config``; return its summary dict.
 
     A finished record with the same config hash is reused unless ``force``; an interrupted
     one resumes from its last finished epoch. ``rebuild_poison`` builds a prepared attack's
-    poison (CLB) anew instead of reading its cache.
+    poison (CLB) anew instead of reading its cache. One process trains a config at a time
+    (:class:`~asdkit.locks.RecordLock`): if another live one holds it, ``wait`` waits for it and
+    reuses its record, else :class:`~asdkit.locks.RunLocked` is raised (a sweep moves on).
     """
+    from .locks import RecordLock, RunLocked
+
     validate(config)
     folder = run_folder(config, root)
     force = force or rebuild_poison  # a new poison makes a new run
     rec = None if force else finished_record(config, root)
     if rec is not None:
-        summary = dict(rec.summary)
-        if "lowest_class_acc" not in summary:  # a record from before the summary carried its classes
-            last = next(m for m in reversed(rec.metrics) if "acc_per_class" in m)
-            summary.update(class_health(last["acc_per_class"], config.target, class_names(config.dataset)))
-        return {**summary, "reused": True}
-    r = Run(config, root=root, quiet=quiet, rebuild_poison=rebuild_poison)  # every check passes before anything old is deleted
-    if force and folder.exists():
-        for path in folder.glob("*.pt"):
-            path.unlink()
-    return r.execute()
+        return _reused(config, rec)
+    lock = RecordLock(folder)
+    told = False
+    while True:
+        try:
+            lock.acquire()
+            break
+        except RunLocked as exc:
+            if not wait:
+                raise
+            if not told and not quiet:
+                print(f"waiting: {exc}", file=sys.stderr)
+                told = True
+            time.sleep(5)
+    try:
+        rec = None if force else finished_record(config, root)  # finished by the process we waited for
+        if rec is not None:
+            return _reused(config, rec)
+        r = Run(config, root=root, quiet=quiet, rebuild_poison=rebuild_poison)  # every check passes before anything old is deleted
+        if force and folder.exists():
+            for path in folder.glob("*.pt"):
+                path.unlink()
+        r.lock = lock
+        return r.execute()
+    finally:
+        lock.release()
 
 
 def run_seeds(config: RunConfig, seeds, *, root: Path | None = None, quiet: bool = False, force: bool = False,
