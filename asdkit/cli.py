@@ -1,4 +1,4 @@
-"""Command line (DESIGN layer 9): ``asdkit run``, ``options``, ``data``, ``course``, ``figures`` and ``notebooks``.
+"""Command line (DESIGN layer 9): ``asdkit run``, ``options``, ``data``, ``course``, ``figures``, ``sweep`` and ``notebooks``.
 
 Every option is checked before any data is loaded or any model is trained.
 """
@@ -89,6 +89,27 @@ def _build_parser() -> argparse.ArgumentParser:
     f.add_argument("--available", action="store_true", help="train nothing; draw the figures whose records all exist, list the others")
     f.add_argument("--list", action="store_true", help="list every figure, the runs it reads at --scale and whether they exist, then exit")
     f.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    w = sub.add_parser("sweep", help="a grid of configs (or the figures' runs): what is done, what is missing, and a launcher for the missing")
+    w.add_argument("--scale", choices=SCALES, default="classroom")
+    w.add_argument("--defense", help="comma list of defenses (default none)")
+    w.add_argument("--attack", help="comma list of attacks")
+    w.add_argument("--seed", help="0,1,2 or 0-4")
+    w.add_argument("--rate", help="comma list of poison rates")
+    w.add_argument("--set", dest="assignments", action="append", default=[], metavar="KEY=V1,V2", help="any config field or option over values; repeatable")
+    w.add_argument("--figures", metavar="KEYS", help="the runs these figures read (comma list, or 'all') instead of a grid")
+    w.add_argument("--launcher", choices=["local", "slurm", "ray"], default="local", help="local (a process pool), slurm (submitit job array), ray")
+    w.add_argument("--jobs", type=int, default=1, help="local launcher: runs at a time")
+    w.add_argument("--partition", help="slurm: partition")
+    w.add_argument("--time", type=int, default=240, help="slurm: time limit a run, minutes")
+    w.add_argument("--gpus", type=float, default=None, help="GPUs a run (slurm: per job; ray: a fraction allowed); default 1 on slurm, 0 on ray")
+    w.add_argument("--parallel", type=int, default=32, help="slurm: array parallelism")
+    w.add_argument("--address", help="ray: the cluster's address (default: a local Ray)")
+    w.add_argument("--cluster", help=argparse.SUPPRESS)  # submitit's cluster: local / debug (tests)
+    w.add_argument("--device", help="the runs' device (default: the scale's)")
+    w.add_argument("--dry-run", action="store_true", help="print what would be submitted, with the resources a run asks for, and exit")
+    w.add_argument("--status", action="store_true", help="print each run's state (done / running / partial / failed / missing) and exit")
+    w.add_argument("--quiet", action="store_true")
 
     n = sub.add_parser("notebooks", help="write student copies of the course notebooks (solution cells removed)")
     n.add_argument("--student", required=True, metavar="DIR", help="folder for the copies")
@@ -302,6 +323,54 @@ def _cmd_figures(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from . import sweep
+    from .records import runs_dir
+
+    if args.jobs < 1:
+        raise ValueError(f"The '--jobs' option must be an int in [1, inf). Got {args.jobs} instead.")
+    if args.figures:
+        if any(v is not None for v in (args.defense, args.attack, args.seed, args.rate)) or args.assignments:
+            raise ValueError("--figures takes the figures' own runs; it cannot be combined with --defense/--attack/--seed/--rate/--set.")
+        configs = sweep.from_figures(None if args.figures == "all" else args.figures, args.scale)
+    else:
+        axes = sweep.parse_axes(args.assignments, defense=args.defense, attack=args.attack, seed=args.seed, rate=args.rate)
+        configs = sweep.grid(args.scale, axes)
+    if args.device:
+        configs = [replace(c, device=args.device) for c in configs]
+    if args.status:
+        print("\n".join(sweep.summary_lines(configs)))
+        return 0
+    gpus = args.gpus if args.gpus is not None else (1.0 if args.launcher == "slurm" else 0.0)
+    options = {"partition": args.partition, "time": args.time, "gpus": gpus, "parallel": args.parallel, "address": args.address,
+               "cluster": args.cluster}
+    if args.dry_run:
+        todo = sweep.launch(configs, launcher=args.launcher, dry_run=True)
+        print("\n".join(sweep.summary_lines(configs)))
+        ask = {"local": f"{args.jobs} at a time on this machine", "ray": f"Ray tasks of {gpus:g} GPU(s) each at {args.address or 'a local Ray'}",
+               "slurm": f"a job array of {len(todo)} (partition {args.partition or 'default'}, {args.time} min, {gpus:g} GPU(s) a job, "
+                        f"{args.parallel} at a time)"}[args.launcher]
+        print(f"would run {len(todo)} of {len(configs)} with the {args.launcher} launcher: {ask}; records in {runs_dir()}")
+        return 0
+    results = sweep.launch(configs, launcher=args.launcher, jobs=args.jobs, options=options, quiet=args.quiet)
+    failed = [r for r in results if r["state"] == "failed"]
+    for r in results:
+        line = f"  {r['state']:<14} {r['run']:<44}"
+        if r["state"] in ("done", "reused"):
+            line += f" ACC {r['acc']:.2%}  ASR {r['asr']:.2%}" if r.get("asr") is not None else f" ACC {r['acc']:.2%}"
+        elif r.get("error"):
+            line += f" {sweep.describe(r['config'])}: {r['error']}"
+        print(line)
+    held = [r for r in results if r["state"] == "held elsewhere"]
+    if held:
+        print(f"{len(held)} run(s) held by another worker; waiting for them ...")
+        sweep.wait_for([r["config"] for r in held])
+    print("\n".join(sweep.summary_lines(configs)[-1:]))
+    return 1 if failed else 0
+
+
 def _cmd_notebooks(args: argparse.Namespace) -> int:
     from .student import write_student_copies
 
@@ -323,7 +392,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     try:
         return {"run": _cmd_run, "data": _cmd_data, "options": _cmd_options, "course": _cmd_course,
-                "notebooks": _cmd_notebooks, "figures": _cmd_figures}[args.command](args)
+                "notebooks": _cmd_notebooks, "figures": _cmd_figures, "sweep": _cmd_sweep}[args.command](args)
     except ValueError as exc:  # bad input: one clear line, no traceback
         print(f"asdkit: error: {exc}", file=sys.stderr)
         return 2

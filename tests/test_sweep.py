@@ -1,0 +1,56 @@
+"""Sweeps: a grid is every combination, checked before anything runs; the local and submitit launchers give the same records; done runs are never repeated."""
+from __future__ import annotations
+
+import pytest
+
+from asdkit.cli import main
+from asdkit.config import config_hash
+from asdkit.records import Record
+from asdkit.runner import run_folder
+from asdkit.sweep import grid, launch, parse_axes, status
+
+FAST = ["epochs=1", "train_size=600", "test_size=300"]
+
+
+def test_a_grid_is_every_combination_of_its_axes():
+    axes = parse_axes(["defense.gamma=0.3,0.5"], defense="asd", attack="badnets,blend", seed="0-1")
+    configs = grid("smoke", axes)
+    assert len(configs) == 8 and len({config_hash(c) for c in configs}) == 8
+    assert {(c.attack, c.seed, c.defense_args["gamma"]) for c in configs} == {(a, s, g) for a in ("badnets", "blend") for s in (0, 1) for g in (0.3, 0.5)}
+
+
+def test_a_bad_value_anywhere_in_the_grid_is_refused_before_any_run(runs_env, capsys):
+    assert main(["sweep", "--scale", "smoke", "--defense", "asd", "--set", "defense.gamma=0.3,7"]) == 2
+    assert "gamma" in capsys.readouterr().err
+    assert not runs_env.exists()
+    assert main(["sweep", "--scale", "smoke", "--launcher", "local", "--jobs", "0"]) == 2
+
+
+def _four():
+    return grid("smoke", parse_axes(FAST, attack="badnets,blend", seed="0,1"))
+
+
+def test_the_local_and_the_submitit_launchers_give_the_same_records_and_repeat_nothing(runs_env, tmp_path, monkeypatch):
+    submitit = pytest.importorskip("submitit")  # noqa: F841  (the slurm extra)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    configs = _four()
+    local = launch(configs, launcher="local", jobs=2, root=runs_env, quiet=True)
+    assert sorted(r["state"] for r in local) == ["done"] * 4
+    assert [s for _, s in status(configs, runs_env)] == ["done"] * 4
+    assert launch(configs, launcher="local", root=runs_env, quiet=True) == []  # nothing left to run
+    other = tmp_path / "slurm-store"
+    sub = launch(configs, launcher="slurm", root=other, options={"cluster": "local", "time": 10}, quiet=True)
+    assert sorted(r["state"] for r in sub) == ["done"] * 4, [r.get("error") for r in sub]
+    for c in configs:
+        a, b = Record.load(run_folder(c, runs_env)), Record.load(run_folder(c, other))
+        assert a.metrics[-1]["acc"] == b.metrics[-1]["acc"] and a.metrics[-1]["asr"] == b.metrics[-1]["asr"]
+
+
+def test_a_failed_run_is_reported_with_its_config_and_the_others_finish(runs_env, monkeypatch, capsys):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    # a data set path that does not exist passes the config checks and fails when the run loads it
+    code = main(["sweep", "--scale", "smoke", "--set", "epochs=1", "--set", "train_size=600", "--set", "test_size=300",
+                 "--set", "dataset=fashion-mnist,/nonexistent/x.npz", "--quiet"])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "failed" in out and "/nonexistent/x.npz" in out and "done" in out
