@@ -54,3 +54,40 @@ def test_a_failed_run_is_reported_with_its_config_and_the_others_finish(runs_env
     out = capsys.readouterr().out
     assert code == 1
     assert "failed" in out and "/nonexistent/x.npz" in out and "done" in out
+
+
+def test_a_sweep_killed_mid_run_resumes_repeats_nothing_and_leaves_no_corrupt_record(runs_env, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    args = ["sweep", "--scale", "smoke", "--set", "epochs=3", "--set", "train_size=600", "--set", "test_size=300", "--seed", "0,1", "--quiet"]
+    configs = grid("smoke", parse_axes(["epochs=3", "train_size=600", "test_size=300"], seed="0,1"))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    cmd = [sys.executable, "-c", "import sys; from asdkit.cli import main; sys.exit(main(sys.argv[1:]))", *args]
+    p = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    first, second = (run_folder(c, runs_env) for c in configs)
+    deadline = time.time() + 300
+    while time.time() < deadline:  # kill the sweep once the first run is done and the second has checkpointed an epoch
+        done = [s for _, s in status(configs, runs_env)]
+        if done[0] == "done" and (second / "checkpoint.pt").exists() or done[1] == "done" and (first / "checkpoint.pt").exists():
+            break
+        time.sleep(0.2)
+    os.killpg(p.pid, signal.SIGKILL)
+    p.wait()
+    for _ in range(50):  # the pool's worker dies a moment after its parent
+        states = [s for _, s in status(configs, runs_env)]
+        if "running" not in states:
+            break
+        time.sleep(0.2)
+    assert sorted(states) in (["done", "failed"], ["done", "partial"]), states  # a dead worker's lock reads as failed
+    finished = [c for c, s in zip(configs, states) if s == "done"][0]
+    stamp = (run_folder(finished, runs_env) / "record.pt").stat().st_mtime_ns
+    assert main(args) == 0
+    assert [s for _, s in status(configs, runs_env)] == ["done", "done"]
+    assert (run_folder(finished, runs_env) / "record.pt").stat().st_mtime_ns == stamp  # not repeated
+    for c in configs:
+        assert Record.load(run_folder(c, runs_env)).status == "done"
