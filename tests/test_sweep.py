@@ -46,6 +46,22 @@ def test_the_local_and_the_submitit_launchers_give_the_same_records_and_repeat_n
         assert a.metrics[-1]["acc"] == b.metrics[-1]["acc"] and a.metrics[-1]["asr"] == b.metrics[-1]["asr"]
 
 
+def test_the_ray_launcher_gives_the_local_launchers_records(runs_env, tmp_path, monkeypatch):
+    ray = pytest.importorskip("ray")  # the ray extra
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    configs = _four()[:2]
+    launch(configs, launcher="local", root=runs_env, quiet=True)
+    other = tmp_path / "ray-store"
+    try:
+        res = launch(configs, launcher="ray", root=other, options={"gpus": 0, "cpus": 1}, quiet=True)
+    finally:
+        ray.shutdown()
+    assert sorted(r["state"] for r in res) == ["done", "done"], [r.get("error") for r in res]
+    for c in configs:
+        a, b = Record.load(run_folder(c, runs_env)), Record.load(run_folder(c, other))
+        assert a.metrics[-1]["acc"] == b.metrics[-1]["acc"] and a.metrics[-1]["asr"] == b.metrics[-1]["asr"]
+
+
 def test_a_failed_run_is_reported_with_its_config_and_the_others_finish(runs_env, monkeypatch, capsys):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     # a data set path that does not exist passes the config checks and fails when the run loads it
