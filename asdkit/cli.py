@@ -89,6 +89,7 @@ def _build_parser() -> argparse.ArgumentParser:
     f.add_argument("--available", action="store_true", help="train nothing; draw the figures whose records all exist, list the others")
     f.add_argument("--list", action="store_true", help="list every figure, the runs it reads at --scale and whether they exist, then exit")
     f.add_argument("--quiet", action="store_true", help="no progress bar")
+    _launcher_arguments(f, jobs=False)
 
     w = sub.add_parser("sweep", help="a grid of configs (or the figures' runs): what is done, what is missing, and a launcher for the missing")
     w.add_argument("--scale", choices=SCALES, default="classroom")
@@ -98,14 +99,7 @@ def _build_parser() -> argparse.ArgumentParser:
     w.add_argument("--rate", help="comma list of poison rates")
     w.add_argument("--set", dest="assignments", action="append", default=[], metavar="KEY=V1,V2", help="any config field or option over values; repeatable")
     w.add_argument("--figures", metavar="KEYS", help="the runs these figures read (comma list, or 'all') instead of a grid")
-    w.add_argument("--launcher", choices=["local", "slurm", "ray"], default="local", help="local (a process pool), slurm (submitit job array), ray")
-    w.add_argument("--jobs", type=int, default=1, help="local launcher: runs at a time")
-    w.add_argument("--partition", help="slurm: partition")
-    w.add_argument("--time", type=int, default=240, help="slurm: time limit a run, minutes")
-    w.add_argument("--gpus", type=float, default=None, help="GPUs a run (slurm: per job; ray: a fraction allowed); default 1 on slurm, 0 on ray")
-    w.add_argument("--parallel", type=int, default=32, help="slurm: array parallelism")
-    w.add_argument("--address", help="ray: the cluster's address (default: a local Ray)")
-    w.add_argument("--cluster", help=argparse.SUPPRESS)  # submitit's cluster: local / debug (tests)
+    _launcher_arguments(w)
     w.add_argument("--device", help="the runs' device (default: the scale's)")
     w.add_argument("--dry-run", action="store_true", help="print what would be submitted, with the resources a run asks for, and exit")
     w.add_argument("--status", action="store_true", help="print each run's state (done / running / partial / failed / missing) and exit")
@@ -115,6 +109,25 @@ def _build_parser() -> argparse.ArgumentParser:
     n.add_argument("--student", required=True, metavar="DIR", help="folder for the copies")
     n.add_argument("--source", metavar="DIR", help="folder of the notebooks (default: the course's)")
     return parser
+
+
+def _launcher_arguments(p: argparse.ArgumentParser, *, jobs: bool = True) -> None:
+    """The launcher options ``sweep`` and ``figures`` share."""
+    p.add_argument("--launcher", choices=["local", "slurm", "ray"], default="local", help="local (a process pool), slurm (submitit job array), ray")
+    if jobs:
+        p.add_argument("--jobs", type=int, default=1, help="local launcher: runs at a time")
+    p.add_argument("--partition", help="slurm: partition")
+    p.add_argument("--time", type=int, default=240, help="slurm: time limit a run, minutes (a run past it is requeued and resumes)")
+    p.add_argument("--gpus", type=float, default=None, help="GPUs a run (slurm: per job; ray: a fraction allowed); default 1 on slurm, 0 on ray")
+    p.add_argument("--parallel", type=int, default=32, help="slurm: array parallelism")
+    p.add_argument("--address", help="ray: the cluster's address (default: a local Ray)")
+    p.add_argument("--cluster", help=argparse.SUPPRESS)  # submitit's cluster: local / debug (tests)
+
+
+def _launcher_options(args: argparse.Namespace) -> dict:
+    gpus = args.gpus if args.gpus is not None else (1.0 if args.launcher == "slurm" else 0.0)
+    return {"partition": args.partition, "time": args.time, "gpus": gpus, "parallel": args.parallel, "address": args.address,
+            "cluster": args.cluster}
 
 
 def _options_table(defense: str | None) -> str:
@@ -314,7 +327,8 @@ def _cmd_figures(args: argparse.Namespace) -> int:
         return 0
     try:
         out = figures.regenerate(args.scale, only=args.only, out=args.out, jobs=args.jobs, train=not args.no_train,
-                                 quiet=args.quiet, device=args.device, available=args.available)
+                                 quiet=args.quiet, device=args.device, available=args.available,
+                                 launcher=args.launcher, launcher_options=_launcher_options(args))
     except figures.TrainingForbidden as exc:
         raise ValueError(f"{exc} (drop --no-train to train them)") from None
     print(f"{len(out['figures'])} figures from {out['runs']} runs ({out['trained']} trained, {out['train_seconds']:.0f} s) in {out['out']}/")
@@ -343,9 +357,8 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     if args.status:
         print("\n".join(sweep.summary_lines(configs)))
         return 0
-    gpus = args.gpus if args.gpus is not None else (1.0 if args.launcher == "slurm" else 0.0)
-    options = {"partition": args.partition, "time": args.time, "gpus": gpus, "parallel": args.parallel, "address": args.address,
-               "cluster": args.cluster}
+    options = _launcher_options(args)
+    gpus = options["gpus"]
     if args.dry_run:
         todo = sweep.launch(configs, launcher=args.launcher, dry_run=True)
         print("\n".join(sweep.summary_lines(configs)))

@@ -181,7 +181,7 @@ class TrainingForbidden(RuntimeError):
 
 def regenerate(scale: str = "classroom", *, only: str | list[str] | None = None, out: Path | str | None = None,
                root: Path | None = None, jobs: int = 1, train: bool = True, quiet: bool = False, device: str | None = None,
-               dpi: int = 130, available: bool = False) -> dict[str, Any]:
+               dpi: int = 130, available: bool = False, launcher: str = "local", launcher_options: dict | None = None) -> dict[str, Any]:
     """Train what the figures need (unless ``train`` is False), draw each, write ``<out>/<key>.png`` and ``<out>/README.md``.
 
     ``available``: train nothing and draw only the figures whose records all exist (the others are listed as skipped).
@@ -207,7 +207,18 @@ def regenerate(scale: str = "classroom", *, only: str | list[str] | None = None,
     if todo and not train:
         raise TrainingForbidden(f"{len(todo)} run(s) the figures read have no finished record under {root}: {sorted(todo)[:6]}...")
     t0 = time.perf_counter()
-    train_missing(todo, root=root, jobs=jobs, quiet=quiet, device=device)
+    if launcher == "local":
+        train_missing(todo, root=root, jobs=jobs, quiet=quiet, device=device)
+    elif todo:  # a cluster trains them (asdkit.sweep); the drawing happens here once every record is in the store
+        from dataclasses import replace
+
+        from ..sweep import launch, wait_for
+
+        configs = [replace(c, device=device) if device else c for c in todo.values()]
+        failed = [r for r in launch(configs, launcher=launcher, root=root, options=launcher_options or {}, quiet=quiet) if r["state"] == "failed"]
+        if failed:
+            raise RuntimeError(f"{len(failed)} run(s) failed on the {launcher} launcher: " + "; ".join(f"{r['run']}: {r['error']}" for r in failed[:3]))
+        wait_for(configs, root)
     trained = time.perf_counter() - t0
     out = Path(out or ("figures" if scale == "classroom" else f"figures-{scale}"))
     out.mkdir(parents=True, exist_ok=True)
