@@ -49,14 +49,14 @@ def test_the_local_and_the_submitit_launchers_give_the_same_records_and_repeat_n
 def test_the_ray_launcher_gives_the_local_launchers_records(runs_env, tmp_path, monkeypatch):
     ray = pytest.importorskip("ray")  # the ray extra
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    configs = _four()[:2]
-    launch(configs, launcher="local", root=runs_env, quiet=True)
+    configs = _four()
+    launch(configs, launcher="local", jobs=2, root=runs_env, quiet=True)
     other = tmp_path / "ray-store"
     try:
         res = launch(configs, launcher="ray", root=other, options={"gpus": 0, "cpus": 1}, quiet=True)
     finally:
         ray.shutdown()
-    assert sorted(r["state"] for r in res) == ["done", "done"], [r.get("error") for r in res]
+    assert sorted(r["state"] for r in res) == ["done"] * 4, [r.get("error") for r in res]
     for c in configs:
         a, b = Record.load(run_folder(c, runs_env)), Record.load(run_folder(c, other))
         assert a.metrics[-1]["acc"] == b.metrics[-1]["acc"] and a.metrics[-1]["asr"] == b.metrics[-1]["asr"]
@@ -107,3 +107,23 @@ def test_a_sweep_killed_mid_run_resumes_repeats_nothing_and_leaves_no_corrupt_re
     assert (run_folder(finished, runs_env) / "record.pt").stat().st_mtime_ns == stamp  # not repeated
     for c in configs:
         assert Record.load(run_folder(c, runs_env)).status == "done"
+
+
+def test_two_launchers_started_on_one_sweep_compute_each_run_once(runs_env):
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    args = ["sweep", "--scale", "smoke", *sum((["--set", a] for a in FAST), []), "--seed", "0-3", "--quiet"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    code = "import sys; from asdkit.cli import main; sys.exit(main(sys.argv[1:]))"
+    procs = [subprocess.Popen([sys.executable, "-c", code, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [o[1][-600:] for o in outs]
+    trained = [line.split()[1] for o in outs for line in o[0].splitlines() if line.strip().startswith("done ")]
+    configs = grid("smoke", parse_axes(FAST, seed="0-3"))
+    assert sorted(trained) == sorted(run_folder(c, runs_env).name for c in configs)  # each run trained by exactly one launcher
+    assert [s for _, s in status(configs, runs_env)] == ["done"] * 4
