@@ -10,6 +10,13 @@ figure goes, with a twenty-line toy defense. Start with
 """
 __version__ = "0.1.0"
 
+import os as _os
+
+# OpenMP threads that spin while they wait make a 2-thread run 13x slower when the other core is busy (a second run, a
+# notebook kernel): passive waiting costs ~17 % on an idle 2-core CPU and removes that (benchmarks/omp_wait.py). It only
+# takes effect if torch was not imported before asdkit; OMP_WAIT_POLICY=ACTIVE restores spinning.
+_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 from .config import RunConfig, make_config  # noqa: E402
 from .context import Context  # noqa: E402
 from .phases import Optim, Phase  # noqa: E402
