@@ -127,3 +127,24 @@ def test_two_launchers_started_on_one_sweep_compute_each_run_once(runs_env):
     configs = grid("smoke", parse_axes(FAST, seed="0-3"))
     assert sorted(trained) == sorted(run_folder(c, runs_env).name for c in configs)  # each run trained by exactly one launcher
     assert [s for _, s in status(configs, runs_env)] == ["done"] * 4
+
+
+def test_a_missing_launcher_package_names_its_extra(monkeypatch):
+    import builtins
+
+    real = builtins.__import__
+
+    def no_submitit(name, *args, **kwargs):
+        if name.split(".")[0] in ("submitit", "ray"):
+            raise ImportError(name)
+        return real(name, *args, **kwargs)
+
+    import importlib
+
+    monkeypatch.setattr(importlib, "import_module", lambda name, *a: no_submitit(name))
+    from asdkit.launchers import _needs
+
+    with pytest.raises(ValueError, match=r"pip install 'asdkit\[slurm\]'"):
+        _needs("submitit", "slurm")
+    with pytest.raises(ValueError, match=r"pip install 'asdkit\[ray\]'"):
+        _needs("ray", "ray")
