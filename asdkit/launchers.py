@@ -6,7 +6,6 @@ submitit and its run resumes from its record's last finished epoch.
 """
 from __future__ import annotations
 
-from dataclasses import asdict
 from pathlib import Path
 
 __all__ = ["slurm", "ray", "slurm_parameters"]
@@ -57,7 +56,7 @@ def slurm(todo, *, root: Path, options: dict, quiet: bool = False) -> list[dict]
         params = {"timeout_min": params["timeout_min"], "name": params["name"]}
     ex.update_parameters(**params)
     job = _Job()
-    jobs = ex.map_array(job, [asdict(c) for c in todo], [str(root)] * len(todo))
+    jobs = ex.map_array(job, [c.to_dict() for c in todo], [str(root)] * len(todo))
     results = []
     for c, j in zip(todo, jobs):
         try:
@@ -77,7 +76,7 @@ def ray(todo, *, root: Path, options: dict, quiet: bool = False) -> list[dict]:
     if not ray_.is_initialized():
         ray_.init(address=options.get("address"), ignore_reinit_error=True, include_dashboard=False, log_to_driver=False)
     task = ray_.remote(num_gpus=float(options.get("gpus", 0)), num_cpus=float(options.get("cpus", 1)), max_retries=2)(_run_one)
-    refs = [task.remote(asdict(c), str(root), int(options.get("threads", 1))) for c in todo]
+    refs = [task.remote(c.to_dict(), str(root), int(options.get("threads", 1))) for c in todo]
     results = []
     for c, ref in zip(todo, refs):
         try:

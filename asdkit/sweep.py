@@ -13,7 +13,6 @@ import itertools
 import json
 import statistics
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -131,10 +130,6 @@ def _duration(seconds: float) -> str:
     return f"~{seconds:.0f} s" if seconds < 120 else f"~{seconds / 60:.0f} min" if seconds < 7200 else f"~{seconds / 3600:.1f} h"
 
 
-def _config_dict(c: RunConfig) -> dict:
-    return asdict(c)
-
-
 def _run_one(config: dict, root: str, threads: int = 0) -> dict:
     """Worker (any launcher): run one config into the store at ``root``; a run another live worker holds is left to it."""
     from .config import RunConfig
@@ -145,7 +140,7 @@ def _run_one(config: dict, root: str, threads: int = 0) -> dict:
         import torch
 
         torch.set_num_threads(threads)
-    cfg = RunConfig(**{k: tuple(v) if k == "milestones" else v for k, v in config.items()})
+    cfg = RunConfig.from_dict(config)
     try:
         s = run(cfg, root=Path(root), quiet=True, wait=False)
         return {"state": "reused" if s.get("reused") else "done", "acc": s.get("acc"), "asr": s.get("asr"), "record": s.get("record")}
@@ -185,7 +180,7 @@ def _local(todo: list[RunConfig], *, jobs: int, root: Path, quiet: bool) -> list
     threads = max(1, (os.cpu_count() or 1) // max(1, jobs))
     bar = tqdm(total=len(todo), desc=f"sweep ({len(todo)} runs, {jobs} at a time)", unit="run", disable=quiet)
     with ProcessPoolExecutor(max_workers=max(1, jobs), mp_context=mp.get_context("spawn")) as pool:
-        futures = {pool.submit(_run_one, _config_dict(c), str(root), threads if jobs > 1 else 0): c for c in todo}
+        futures = {pool.submit(_run_one, c.to_dict(), str(root), threads if jobs > 1 else 0): c for c in todo}
         for f in as_completed(futures):
             c = futures[f]
             try:
@@ -200,11 +195,11 @@ def _local(todo: list[RunConfig], *, jobs: int, root: Path, quiet: bool) -> list
 
 def describe(c: RunConfig) -> str:
     """One line naming a config by what differs from its scale's preset."""
-    base = make_config(c.scale, defense=c.defense)
-    diff = {k: v for k, v in asdict(c).items() if k != "device" and asdict(base).get(k) != v}
+    base = make_config(c.scale, defense=c.defense).to_dict()
+    diff = {k: v for k, v in c.to_dict().items() if k != "device" and base.get(k) != v}
     for key in ("attack_args", "defense_args"):
         if key in diff:
-            diff[key] = {k: v for k, v in diff[key].items() if asdict(base)[key].get(k) != v}
+            diff[key] = {k: v for k, v in diff[key].items() if base[key].get(k) != v}
     return f"{c.defense} vs {c.attack} seed {c.seed}" + (f" {json.dumps(diff, default=str)}" if diff else "")
 
 

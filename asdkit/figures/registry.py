@@ -136,15 +136,14 @@ def _run_group(configs: list[dict], root: str, threads: int) -> list[str]:
     torch.set_num_threads(max(1, threads))
     out = []
     for c in configs:
-        cfg = RunConfig(**{k: tuple(v) if k == "milestones" else v for k, v in c.items()})
-        out.append(run(cfg, root=Path(root), quiet=True)["record"])
+        out.append(run(RunConfig.from_dict(c), root=Path(root), quiet=True)["record"])
     return out
 
 
 def train_missing(todo: dict[str, RunConfig], *, root: Path | None = None, jobs: int = 1, quiet: bool = False,
                   device: str | None = None) -> None:
     """Train every run of ``todo`` (a progress bar over runs); with ``jobs`` > 1, independent groups run in parallel processes."""
-    from dataclasses import asdict, replace
+    from dataclasses import replace
 
     from tqdm.auto import tqdm
 
@@ -168,7 +167,7 @@ def train_missing(todo: dict[str, RunConfig], *, root: Path | None = None, jobs:
 
     threads = max(1, (os.cpu_count() or 1) // jobs)
     with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn")) as pool:
-        futures = {pool.submit(_run_group, [asdict(c) for c in g], str(root), threads): len(g) for g in _groups(todo)}
+        futures = {pool.submit(_run_group, [c.to_dict() for c in g], str(root), threads): len(g) for g in _groups(todo)}
         for f in as_completed(futures):
             f.result()  # a failed run raises here, naming its error
             bar.update(futures[f])

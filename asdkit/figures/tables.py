@@ -17,6 +17,22 @@ TABLE_ATTACKS = ("badnets", "blend", "wanet", "clb")
 NAMES = {"none": "no defense", "abl": "ABL", "pipd": "PIPD", "dbd": "DBD", "asd": "ASD"}
 
 
+def _beside_paper(records, scale: str, rows: dict[str, str], paper: dict, *, corner: str, metrics=("acc", "asr"),
+                  heading: str = "ACC / ASR") -> list[str]:
+    """Markdown rows: one per ``rows`` (record-key prefix → label), two columns per attack (ours at ``scale``, the paper's)."""
+    al = list(dict.fromkeys(k.split(" | ")[1] for k in records))
+    lines = [f"| {corner} | " + " | ".join(f"{a}: {heading} ({scale}) | paper (CIFAR-10)" for a in al) + " |",
+             "| --- |" + " --- | --- |" * len(al)]
+    for prefix, label in rows.items():
+        cells = []
+        for a in al:
+            s = records[f"{prefix} | {a}"].summary
+            theirs = paper.get(prefix, {}).get(a)
+            cells += [" / ".join(pct(s.get(m)) for m in metrics), f"{theirs[0]} / {theirs[1]}" if theirs else "—"]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def _rate(a: str) -> dict:
     return {"rate": 0.25} if a == "clb" else {}
 
@@ -30,15 +46,7 @@ def _t2_needs(scale: str) -> dict:
           reduced="Fashion-MNIST at classroom scale, BadNets and Blend (paper: six attacks, three data sets); PIPD added")
 def asd_table2(records, scale):
     al = list(dict.fromkeys(k.split(" | ")[1] for k in records))
-    head = "| defense | " + " | ".join(f"{a}: ACC / ASR ({scale}) | paper (CIFAR-10)" for a in al) + " |"
-    lines = [head, "| --- |" + " --- | --- |" * len(al)]
-    for d in ("none", "abl", "pipd", "dbd", "asd"):
-        cells = []
-        for a in al:
-            s = records[f"{d} | {a}"].summary
-            paper = ASD_TABLE2.get(d, {}).get(a)
-            cells += [f"{pct(s['acc'])} / {pct(s['asr'])}", f"{paper[0]} / {paper[1]}" if paper else "—"]
-        lines.append(f"| {NAMES[d]} | " + " | ".join(cells) + " |")
+    lines = _beside_paper(records, scale, {d: NAMES[d] for d in ("none", "abl", "pipd", "dbd", "asd")}, ASD_TABLE2, corner="defense")
     asd = [records[f"asd | {a}"].summary for a in al]
     number = f"ASD: ACC {pct(min(s['acc'] for s in asd))}-{pct(max(s['acc'] for s in asd))}, ASR {pct(min(s['asr'] for s in asd))}-{pct(max(s['asr'] for s in asd))}"
     return Drawn(None, number, all(s["asr"] < 0.1 for s in asd), {"markdown": lines})
@@ -78,14 +86,8 @@ PIPD_TABLE2 = {"abl": {"badnets": (94.76, 0.68), "blend": (87.68, 0.64)}, "dbd":
           reduced="BadNets and Blend at classroom (paper: seven attacks); DBD's and ASD's isolated set is their final polluted pool")
 def pipd_table2(records, scale):
     al = list(dict.fromkeys(k.split(" | ")[1] for k in records))
-    lines = ["| defense | " + " | ".join(f"{a}: TPR / FPR ({scale}) | paper (CIFAR-10)" for a in al) + " |", "| --- |" + " --- | --- |" * len(al)]
-    for d in ("abl", "dbd", "asd", "pipd"):
-        cells = []
-        for a in al:
-            s = records[f"{d} | {a}"].summary
-            paper = PIPD_TABLE2[d].get(a)
-            cells += [f"{pct(s.get('tpr'))} / {pct(s.get('fpr'))}", f"{paper[0]} / {paper[1]}" if paper else "—"]
-        lines.append(f"| {NAMES[d]} | " + " | ".join(cells) + " |")
+    lines = _beside_paper(records, scale, {d: NAMES[d] for d in ("abl", "dbd", "asd", "pipd")}, PIPD_TABLE2, corner="defense",
+                          metrics=("tpr", "fpr"), heading="TPR / FPR")
     p = [records[f"pipd | {a}"].summary for a in al]
     number = "PIPD: " + ", ".join(f"{a} TPR {pct(s['tpr'])} FPR {pct(s['fpr'])}" for a, s in zip(al, p))
     ok = all(records[f"pipd | {a}"].summary["fpr"] <= min(records[f"{d} | {a}"].summary["fpr"] for d in ("abl", "dbd", "asd")) for a in al)
@@ -123,14 +125,8 @@ PIPD_TABLE4 = {"badnets": {1: (92.98, 99.81), 2: (94.14, 0.54), 3: (94.24, 0.54)
 def pipd_table4(records, scale):
     al = list(dict.fromkeys(k.split(" | ")[1] for k in records))
     ts = list(dict.fromkeys(k.split(" | ")[0] for k in records))
-    lines = ["| T | " + " | ".join(f"{a}: CA / ASR ({scale}) | paper (CIFAR-10)" for a in al) + " |", "| --- |" + " --- | --- |" * len(al)]
-    for t in ts:
-        cells = []
-        for a in al:
-            s = records[f"{t} | {a}"].summary
-            paper = PIPD_TABLE4.get(a, {}).get(int(t[2:]))
-            cells += [f"{pct(s['acc'])} / {pct(s['asr'])}", f"{paper[0]} / {paper[1]}" if paper else "—"]
-        lines.append(f"| {t[2:]} | " + " | ".join(cells) + " |")
+    paper = {t: {a: PIPD_TABLE4.get(a, {}).get(int(t[2:])) for a in al} for t in ts}
+    lines = _beside_paper(records, scale, {t: t[2:] for t in ts}, paper, corner="T", heading="CA / ASR")
     first, last = ts[0], ts[-1]
     number = "ASR " + ", ".join(f"{a}: {pct(records[f'{first} | {a}'].summary['asr'])} at {first} → {pct(records[f'{last} | {a}'].summary['asr'])} at {last}" for a in al)
     return Drawn(None, number, all(records[f"{last} | {a}"].summary["asr"] <= records[f"{first} | {a}"].summary["asr"] for a in al), {"markdown": lines})
@@ -145,13 +141,6 @@ DBD_TABLE1 = {"none": {"badnets": (94.92, 100), "blend": (94.14, 98.25), "wanet"
           claim="ASR below 2 % against every attack, BA within 2-3 points of no defense (CIFAR-10)")
 def dbd_table1(records, scale):
     al = list(dict.fromkeys(k.split(" | ")[1] for k in records))
-    lines = ["| defense | " + " | ".join(f"{a}: BA / ASR ({scale}) | paper (CIFAR-10)" for a in al) + " |", "| --- |" + " --- | --- |" * len(al)]
-    for d in ("none", "dbd"):
-        cells = []
-        for a in al:
-            s = records[f"{d} | {a}"].summary
-            paper = DBD_TABLE1[d][a]
-            cells += [f"{pct(s['acc'])} / {pct(s['asr'])}", f"{paper[0]} / {paper[1]}"]
-        lines.append(f"| {NAMES[d]} | " + " | ".join(cells) + " |")
+    lines = _beside_paper(records, scale, {d: NAMES[d] for d in ("none", "dbd")}, DBD_TABLE1, corner="defense", heading="BA / ASR")
     number = "DBD: " + ", ".join(f"{a} {pct(records[f'dbd | {a}'].summary['acc'])} / {pct(records[f'dbd | {a}'].summary['asr'])}" for a in al)
     return Drawn(None, number, all(records[f"dbd | {a}"].summary["asr"] < 0.02 for a in al), {"markdown": lines})
