@@ -166,8 +166,33 @@ def launch(configs: list[RunConfig], *, launcher: str = "local", jobs: int = 1, 
     return getattr(launchers, launcher)(todo, root=root, options=options or {}, quiet=quiet)
 
 
+def share_groups(configs: list[RunConfig]) -> list[list[RunConfig]]:
+    """Runs that share a cached product (a built attack's poison, DBD's SimCLR backbone) as one group, run in order by one
+    worker so the product is made once; every other run is a group of its own. Largest groups first."""
+    from .attacks import ATTACKS
+
+    groups: dict[str, list[RunConfig]] = {}
+    for c in configs:
+        shared = ATTACKS[c.attack].prepared is not None or c.defense == "dbd"
+        key = json.dumps([c.attack, c.attack_args, c.seed, c.rate, c.train_size], sort_keys=True, default=str) if shared \
+            else json.dumps(c.to_dict(), sort_keys=True, default=str)
+        groups.setdefault(key, []).append(c)
+    return sorted(groups.values(), key=len, reverse=True)
+
+
+def _run_group(configs: list[dict], root: str, threads: int = 0) -> list[dict]:
+    """Worker: run a group's configs in order; a failed run is kept with its error and the next one goes on."""
+    out = []
+    for c in configs:
+        try:
+            out.append(_run_one(c, root, threads))
+        except Exception as exc:  # noqa: BLE001 - a failed run is reported with its config, never swallowed
+            out.append({"state": "failed", "error": f"{type(exc).__name__}: {exc}"})
+    return out
+
+
 def _local(todo: list[RunConfig], *, jobs: int, root: Path, quiet: bool) -> list[dict]:
-    """The process pool launcher (``--jobs N``); a failed run's error is kept with its config, the others go on."""
+    """The process pool launcher (``--jobs N``): groups of :func:`share_groups` in parallel processes, one thread share each."""
     import multiprocessing as mp
     import os
     from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -178,17 +203,19 @@ def _local(todo: list[RunConfig], *, jobs: int, root: Path, quiet: bool) -> list
 
     results = []
     threads = max(1, (os.cpu_count() or 1) // max(1, jobs))
-    bar = tqdm(total=len(todo), desc=f"sweep ({len(todo)} runs, {jobs} at a time)", unit="run", disable=quiet)
+    bar = tqdm(total=len(todo), desc=f"{todo[0].scale} runs, {jobs} at a time", unit="run", disable=quiet)
     with ProcessPoolExecutor(max_workers=max(1, jobs), mp_context=mp.get_context("spawn")) as pool:
-        futures = {pool.submit(_run_one, c.to_dict(), str(root), threads if jobs > 1 else 0): c for c in todo}
+        futures = {pool.submit(_run_group, [c.to_dict() for c in g], str(root), threads if jobs > 1 else 0): g
+                   for g in share_groups(todo)}
         for f in as_completed(futures):
-            c = futures[f]
+            group = futures[f]
             try:
                 res = f.result()
-            except Exception as exc:  # noqa: BLE001 - a failed run is reported with its config, never swallowed
-                res = {"state": "failed", "error": f"{type(exc).__name__}: {exc}"}
-            results.append({"config": c, "run": run_folder(c, root).name, **res})
-            bar.update(1)
+            except Exception as exc:  # noqa: BLE001 - the worker itself died (memory, a signal): every run of it failed
+                res = [{"state": "failed", "error": f"{type(exc).__name__}: {exc}"}] * len(group)
+            for c, r in zip(group, res):
+                results.append({"config": c, "run": run_folder(c, root).name, **r})
+            bar.update(len(group))
     bar.close()
     return results
 

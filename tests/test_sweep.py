@@ -148,3 +148,29 @@ def test_a_missing_launcher_package_names_its_extra(monkeypatch):
         _needs("submitit", "slurm")
     with pytest.raises(ValueError, match=r"pip install 'asdkit\[ray\]'"):
         _needs("ray", "ray")
+
+
+def test_runs_sharing_a_built_poison_or_a_backbone_go_to_one_worker_and_the_rest_alone():
+    from asdkit.sweep import share_groups
+
+    iab = grid("smoke", parse_axes([], defense="none,asd", attack="iab", seed="0"))  # same images: one IAB build
+    dbd = grid("smoke", parse_axes(["defense.filter_rate=0.3,0.5"], defense="dbd", attack="badnets", seed="0"))
+    plain = grid("smoke", parse_axes([], defense="none,asd", attack="badnets", seed="0,1"))
+    groups = share_groups(plain + dbd + iab)
+    assert [len(g) for g in groups] == [2, 2, 1, 1, 1, 1]
+    assert sorted((c.defense, c.attack) for g in groups[:2] for c in g) == [("asd", "iab"), ("dbd", "badnets"), ("dbd", "badnets"), ("none", "iab")]
+    assert {len({c.attack for c in g}) for g in groups} == {1}
+    assert sorted(config_hash(c) for g in groups for c in g) == sorted(config_hash(c) for c in plain + dbd + iab)
+
+
+def test_a_failed_run_in_a_group_is_reported_and_the_group_goes_on(monkeypatch):
+    import asdkit.sweep as sweep
+
+    def one(config, root, threads=0):
+        if config["seed"] == 0:
+            raise ValueError("planted failure")
+        return {"state": "done"}
+
+    monkeypatch.setattr(sweep, "_run_one", one)
+    configs = [c.to_dict() for c in grid("smoke", parse_axes([], seed="0,1"))]
+    assert sweep._run_group(configs, "unused") == [{"state": "failed", "error": "ValueError: planted failure"}, {"state": "done"}]

@@ -8,8 +8,6 @@ writes ``<out>/<key>.png`` and ``<out>/README.md``.
 """
 from __future__ import annotations
 
-import json
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -114,63 +112,33 @@ def missing(runs: dict[str, RunConfig], root: Path | None = None) -> dict[str, R
     return {name: cfg for name, cfg in runs.items() if finished_record(cfg, root) is None}
 
 
-def _groups(runs: dict[str, RunConfig]) -> list[list[RunConfig]]:
-    """Runs that share a cached product (a prepared attack's poison, DBD's SimCLR backbone) go to one worker, in order."""
-    from ..attacks import ATTACKS
-
-    groups: dict[str, list[RunConfig]] = {}
-    for name, cfg in runs.items():
-        shared = ATTACKS[cfg.attack].prepared is not None or cfg.defense == "dbd"
-        key = json.dumps([cfg.attack, cfg.attack_args, cfg.seed, cfg.rate, cfg.train_size], sort_keys=True, default=str) if shared else name
-        groups.setdefault(key, []).append(cfg)
-    return sorted(groups.values(), key=len, reverse=True)
-
-
-def _run_group(configs: list[dict], root: str, threads: int) -> list[str]:
-    """Worker: run each config of a group in order (a fresh process; torch limited to ``threads``)."""
-    import torch
-
-    from ..config import RunConfig
-    from ..runner import run
-
-    torch.set_num_threads(max(1, threads))
-    out = []
-    for c in configs:
-        out.append(run(RunConfig.from_dict(c), root=Path(root), quiet=True)["record"])
-    return out
-
-
 def train_missing(todo: dict[str, RunConfig], *, root: Path | None = None, jobs: int = 1, quiet: bool = False,
                   device: str | None = None) -> None:
-    """Train every run of ``todo`` (a progress bar over runs); with ``jobs`` > 1, independent groups run in parallel processes."""
+    """Train every run of ``todo`` (a progress bar over runs); with ``jobs`` > 1 the sweep's local launcher runs them in
+    parallel processes, runs sharing a built poison or a SimCLR backbone in one (:func:`asdkit.sweep.share_groups`)."""
     from dataclasses import replace
-
-    from tqdm.auto import tqdm
-
-    from ..runner import run
 
     if not todo:
         return
     root = Path(root or runs_dir())
-    if device:
-        todo = {k: replace(c, device=device) for k, c in todo.items()}
-    bar = tqdm(total=len(todo), desc=f"runs for the figures ({next(iter(todo.values())).scale})", unit="run", disable=quiet)
-    if jobs <= 1:
-        for name, cfg in todo.items():
-            bar.set_postfix_str(name)
-            run(cfg, root=root, quiet=True)
-            bar.update(1)
-        bar.close()
-        return
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    configs = [replace(c, device=device) if device else c for c in todo.values()]
+    if jobs > 1:
+        from ..sweep import _local, wait_for
 
-    threads = max(1, (os.cpu_count() or 1) // jobs)
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn")) as pool:
-        futures = {pool.submit(_run_group, [c.to_dict() for c in g], str(root), threads): len(g) for g in _groups(todo)}
-        for f in as_completed(futures):
-            f.result()  # a failed run raises here, naming its error
-            bar.update(futures[f])
+        failed = [r for r in _local(configs, jobs=jobs, root=root, quiet=quiet) if r["state"] == "failed"]
+        if failed:
+            raise RuntimeError(f"{len(failed)} run(s) for the figures failed: " + "; ".join(f"{r['run']}: {r['error']}" for r in failed[:3]))
+        wait_for(configs, root)  # a run another process held is drawn once that process has finished it
+        return
+    from tqdm.auto import tqdm
+
+    from ..runner import run
+
+    bar = tqdm(total=len(configs), desc=f"runs for the figures ({configs[0].scale})", unit="run", disable=quiet)
+    for name, cfg in zip(todo, configs):
+        bar.set_postfix_str(name)
+        run(cfg, root=root, quiet=True)
+        bar.update(1)
     bar.close()
 
 
