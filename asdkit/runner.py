@@ -44,6 +44,23 @@ def _code_version() -> str:
     return f"{__version__}+{sha}" if sha else __version__
 
 
+def machine(device: torch.device | str) -> str:
+    """The processor a run's seconds were measured on ("AMD EPYC, 2 threads", "NVIDIA H200"): results repeat on one machine only."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    if device.type == "mps":
+        return "Apple MPS"
+    name = ""
+    try:
+        name = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                     if line.startswith("model name")), "")
+    except OSError:
+        pass
+    import platform
+
+    return f"{name or platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+
 class Run:
     """One run, prepared and checked before any training starts; :meth:`execute` runs its phases.
 
@@ -295,7 +312,7 @@ class Run:
             per_phase[f"seconds_{m['phase']}"] = per_phase.get(f"seconds_{m['phase']}", 0.0) + m["seconds"]
         per_phase = {k: round(v, 1) for k, v in per_phase.items()}
         summary = {"acc": last["acc"], "asr": last.get("asr"), **class_health(last["acc_per_class"], self.config.target, self.classes),
-                   "seconds": round(self.seconds, 1), "record": str(self.folder),
+                   "seconds": round(self.seconds, 1), "machine": machine(ctx.device), "record": str(self.folder),
                    "epochs": self.record.epochs, "phases": {p.name: p.epochs for p in self.phases},
                    **self._pool_summary(), **per_phase, **(extra or {})}
         self.record.summary = summary

@@ -118,6 +118,10 @@ def test_figures_whose_records_exist_draw_without_training_and_the_readme_carrie
         assert (tmp_path / "out" / f"{key}.png").stat().st_size > 10_000
         assert f"[`{key}.png`]({key}.png)" in readme and res["number"].replace("|", "\\|") in readme
     assert out["figures"]["asd_fig02"]["shows"] is None
+    from asdkit.runner import machine
+
+    assert out["figures"]["asd_fig03"]["machines"] == [machine("cpu")]  # the records' processor, named in the README
+    assert f"- {machine('cpu')}: `asd_fig03`, `pipd_fig03`" in readme
     regenerate("smoke", only="asd_fig02", out=tmp_path / "out", root=root, train=False, quiet=True)  # one figure redrawn, the rows kept
     assert set(json.loads((tmp_path / "out" / "index.json").read_text())["figures"]) == set(only.split(","))
 

@@ -88,6 +88,14 @@ def write_readme(out: Path, scale: str, figures: dict[str, Any], results: dict[s
               f"The last regeneration drew {len(last['figures'])} figure(s) from {last['runs']} run(s), training {last['trained']} "
               f"of them in {last['train_seconds']:.0f} s. The figures whose runs cost the most (seconds of training, shared runs counted "
               "in each figure that reads them): " + ", ".join(f"`{k}` {index['figures'][k].get('run_seconds', 0):.0f} s" for k in slow) + ".", ""]
+    by_machine: dict[str, list[str]] = {}
+    for k in order:  # numbers repeat exactly on one machine, not across CPU models: say which machine drew which figure
+        for m in index["figures"][k].get("machines") or (["not recorded (a record older than the machine field)"]
+                                                         if index["figures"][k].get("runs") else []):
+            by_machine.setdefault(m, []).append(k)
+    if by_machine:
+        lines += ["The records were trained on (numbers repeat exactly on one machine, not across CPU models):", "",
+                  *[f"- {m}: " + ", ".join(f"`{k}`" for k in keys) for m, keys in by_machine.items()], ""]
     tables = [k for k in order if index["figures"][k].get("kind") == "table"]
     if tables:
         lines += ["## Tables", ""]

@@ -201,6 +201,7 @@ def regenerate(scale: str = "classroom", *, only: str | list[str] | None = None,
         seconds = {label: r.summary.get("seconds", 0.0) for label, r in records.items()}
         results[fig.key] = {"file": path.name if drawn.figure is not None else "", "kind": fig.kind, "number": drawn.number, "shows": drawn.shows, "values": drawn.values,
                             "runs": sorted(set(uses[fig.key].values())), "run_seconds": round(sum(seconds.values()), 1),
+                            "machines": sorted({r.summary["machine"] for r in records.values() if r.summary.get("machine")}),
                             "draw_seconds": round(time.perf_counter() - t1, 2)}
         if not quiet:
             print(f"{fig.key}: {drawn.number}")
