@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+from matplotlib.ticker import MaxNLocator
 
 from ..analysis import clean_hard_mask, detection_auroc
 from ..records import Record
@@ -101,10 +102,13 @@ def asd_fig04(records, scale):
     fig, ax = plt.subplots(figsize=(7, 4), constrained_layout=True)
     ax.plot(np.arange(1, a.epochs + 1), 100 * np.array(a.metric("acc")), marker="o", label="ASD")
     ax.plot(np.arange(1, n.epochs + 1), 100 * np.array(n.metric("acc")), marker=".", label="no defense (same images)")
-    for e in range(1, len(stages)):
-        if stages[e] != stages[e - 1]:
-            ax.axvline(e + 0.5, ls=":", color="0.5")
-            ax.annotate(f"stage {stages[e]}", (e + 0.6, ax.get_ylim()[0] + 2), fontsize=8, color="0.3")
+    for e in range(len(stages)):
+        if e == 0 or stages[e] != stages[e - 1]:  # a stage's name at the top, just right of its boundary
+            if e:
+                ax.axvline(e + 0.5, ls=":", color="0.5")
+            ax.text(e + 0.6, 0.97, f"stage {stages[e]}", transform=ax.get_xaxis_transform(), rotation=90, va="top",
+                    fontsize=8, color="0.3")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set(xlabel="epoch", ylabel="clean accuracy (%)", title="ACC through ASD's stages (002 Fig. 4)")
     ax.grid(alpha=0.3)
     ax.legend()
@@ -142,6 +146,7 @@ def _curves_over_seeds(ax, records: dict, prefix: str, attack: str, key: str):
         ax.plot(x, ys.mean(0), marker="o", label=f"{variant} ({len(runs)} seed{'s' * (len(runs) > 1)})")
         if len(runs) > 1:
             ax.fill_between(x, ys.mean(0) - ys.std(0), ys.mean(0) + ys.std(0), alpha=0.2)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set(xlabel="fine-tuning epoch", ylabel=f"{key.upper()} (%)", title=f"{prefix}{key.upper()} vs {attack}")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)

@@ -90,5 +90,7 @@ def bars(ax, labels: list[str], series: dict[str, list[float]], *, ylabel: str =
         rects = ax.bar(x + (i - (len(series) - 1) / 2) * w, vals, w, label=name)
         ax.bar_label(rects, fmt="%.0f", fontsize=6, padding=1)
     ax.set_xticks(x, labels, fontsize=8)
+    lo, hi = ax.get_ylim()
+    ax.set_ylim(lo, hi + 0.18 * (hi - lo))  # headroom for the bar labels and a legend above the bars
     ax.set_ylabel(ylabel)
     ax.grid(axis="y", alpha=0.3)

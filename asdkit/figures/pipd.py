@@ -32,7 +32,7 @@ def pipd_fig01(records, scale):
     for ax, key in zip(axes, ("tpr", "fpr")):
         bars(ax, al, {d.upper(): [table[d][a].get(key) for a in al] for d in DEFENSES}, ylabel=f"{key.upper()} (%)")
         ax.set_title(f"{key.upper()} of the isolated set (003 Fig. 1)", fontsize=10)
-    axes[0].legend(fontsize=7)
+    axes[0].legend(fontsize=7, loc="upper center", ncol=len(DEFENSES))
     parts = [f"{a}: " + ", ".join(f"{d.upper()} {pct(table[d][a].get('tpr'))}/{pct(table[d][a].get('fpr'))}" for d in DEFENSES) for a in al]
     ok = all(table["pipd"][a]["tpr"] >= max(table[d][a]["tpr"] for d in DEFENSES) - 1e-9
              and table["pipd"][a]["fpr"] <= min(table[d][a]["fpr"] for d in DEFENSES) + 1e-9 for a in al)

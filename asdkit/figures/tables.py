@@ -28,9 +28,17 @@ def _beside_paper(records, scale: str, rows: dict[str, str], paper: dict, *, cor
         for a in al:
             s = records[f"{prefix} | {a}"].summary
             theirs = paper.get(prefix, {}).get(a)
-            cells += [" / ".join(pct(s.get(m)) for m in metrics), f"{theirs[0]} / {theirs[1]}" if theirs else "—"]
+            cells += [" / ".join(pct(s.get(m)) for m in metrics) + _health(s, "asr" in metrics), f"{theirs[0]} / {theirs[1]}" if theirs else "—"]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return lines
+
+
+def _health(summary: dict, asr: bool) -> str:
+    """A cell's warning: an ASR that means nothing (the target class itself below 50 %), else a class below 50 %."""
+    if asr and summary.get("asr_meaningful") is False:
+        return f" (ASR not meaningful: the target class at {pct(summary.get('target_class_acc'))})"
+    low = summary.get("lowest_class_acc")
+    return f" ({summary.get('lowest_class')} at {pct(low)})" if low is not None and low < 0.5 else ""
 
 
 def _rate(a: str) -> dict:
