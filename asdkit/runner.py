@@ -59,7 +59,8 @@ def machine(device: torch.device | str) -> str:
         pass
     import platform
 
-    return f"{name or platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+    threads = torch.get_num_threads()
+    return f"{name or platform.processor() or platform.machine()}, {threads} thread{'s' * (threads != 1)}"
 
 class Run:
     """One run, prepared and checked before any training starts; :meth:`execute` runs its phases.

@@ -174,7 +174,7 @@ def test_options_of_an_attack_list_its_options_with_their_scale_defaults(capsys)
     out = capsys.readouterr().out
     assert out.startswith("Options of the attack iab") and "cached in runs/cache/" in out
     line = next(line for line in out.splitlines() if line.strip().startswith("epochs"))
-    assert "default 600" in line and "smoke 2" in line and "classroom 18" in line and "lab 18" in line  # lab inherits classroom
+    assert "default 600" in line and "smoke 2" in line and "classroom 26" in line and "lab 26" in line  # lab inherits classroom
     assert main(["options", "badnets"]) == 0
     out = capsys.readouterr().out
     assert "location" in out and "cached" not in out

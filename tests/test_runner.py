@@ -154,8 +154,8 @@ def test_the_record_holds_ground_truth_losses_and_snapshots(reference):
     assert 0 <= rec.summary["acc"] <= 1 and 0 <= rec.summary["asr"] <= 1
     assert rec.summary["epochs"] == EPOCHS and rec.summary["phases"] == {"train": EPOCHS}
     assert rec.summary["seconds_train"] >= 0 and rec.summary["seconds"] >= 0
-    assert rec.summary["machine"].endswith(f", {torch.get_num_threads()} threads")  # the seconds' processor
-    assert rec.summary["machine"] != f", {torch.get_num_threads()} threads"
+    cpu, threads = rec.summary["machine"].rsplit(", ", 1)  # the processor the seconds were measured on
+    assert cpu and re.fullmatch(r"\d+ threads?", threads)
     assert rec.metric("phase") == ["train"] * EPOCHS and rec.metric("phase_epoch") == list(range(EPOCHS))
     assert all(m["train_seconds"] <= m["seconds"] for m in rec.metrics)
 
