@@ -136,3 +136,21 @@ def test_the_committed_figures_and_their_readme_agree():
         assert entry["number"].replace("|", "\\|") in readme or entry["number"] in readme  # table cells escape '|'
         assert entry["kind"] == "table" or f"[`{entry['file']}`]" in readme
         assert entry["shows"] is None or entry["number"] and re.search(r"\d", entry["number"])
+
+
+def test_a_missing_data_set_stops_the_figures_before_any_run_trains(monkeypatch, tmp_path):
+    import asdkit.data
+    from asdkit.data import DataUnavailableError
+
+    real = asdkit.data.load
+
+    def load(name="fashion-mnist", **kw):
+        if "cifar10" in str(name) or "gtsrb" in str(name):  # Refool's reflections, planted as missing (no network in tests)
+            raise DataUnavailableError(f"{name} is not available (planted)")
+        return real(name, **kw)
+
+    monkeypatch.setattr(asdkit.data, "load", load)
+    forbid_training(monkeypatch)
+    with pytest.raises(DataUnavailableError, match="planted"):
+        regenerate("smoke", only="dbd_fig04", out=tmp_path / "out", root=tmp_path / "runs", quiet=True)
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").glob("none-*"))

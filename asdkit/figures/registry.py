@@ -142,6 +142,16 @@ def train_missing(todo: dict[str, RunConfig], *, root: Path | None = None, jobs:
     bar.close()
 
 
+def check_data(configs) -> None:
+    """Load every data set the runs read (and Refool's reflection sets) before any run trains: a missing one is one error up front."""
+    from .. import data
+
+    names = {str(c.dataset) for c in configs} | {str(c.attack_args["reflections"]) for c in configs
+                                                 if c.attack == "refool" and c.attack_args.get("reflections")}
+    for name in sorted(names):
+        data.load(name)
+
+
 class TrainingForbidden(RuntimeError):
     """Raised when figures are drawn with ``train=False`` and a run they read has no finished record."""
 
@@ -173,6 +183,8 @@ def regenerate(scale: str = "classroom", *, only: str | list[str] | None = None,
         todo = {}
     if todo and not train:
         raise TrainingForbidden(f"{len(todo)} run(s) the figures read have no finished record under {root}: {sorted(todo)[:6]}...")
+    if todo and train:
+        check_data(todo.values())
     t0 = time.perf_counter()
     if launcher == "local":
         train_missing(todo, root=root, jobs=jobs, quiet=quiet, device=device)
