@@ -62,6 +62,7 @@ def machine(device: torch.device | str) -> str:
     threads = torch.get_num_threads()
     return f"{name or platform.processor() or platform.machine()}, {threads} thread{'s' * (threads != 1)}"
 
+
 class Run:
     """One run, prepared and checked before any training starts; :meth:`execute` runs its phases.
 

@@ -113,22 +113,25 @@ def missing(runs: dict[str, RunConfig], root: Path | None = None) -> dict[str, R
 
 
 def train_missing(todo: dict[str, RunConfig], *, root: Path | None = None, jobs: int = 1, quiet: bool = False,
-                  device: str | None = None) -> None:
-    """Train every run of ``todo`` (a progress bar over runs); with ``jobs`` > 1 the sweep's local launcher runs them in
-    parallel processes, runs sharing a built poison or a SimCLR backbone in one (:func:`asdkit.sweep.share_groups`)."""
+                  device: str | None = None, launcher: str = "local", launcher_options: dict | None = None) -> None:
+    """Train every run of ``todo``: one after another here (a progress bar over runs), or through :func:`asdkit.sweep.launch`
+    with ``jobs`` > 1 (runs sharing a built poison or a SimCLR backbone in one process) or on a cluster ``launcher``."""
     from dataclasses import replace
 
     if not todo:
         return
     root = Path(root or runs_dir())
     configs = [replace(c, device=device) if device else c for c in todo.values()]
-    if jobs > 1:
-        from ..sweep import _local, wait_for
+    if launcher == "local":  # the data is read here; a cluster's nodes read their own
+        check_data(configs)
+    if launcher != "local" or jobs > 1:
+        from ..sweep import launch, wait_for
 
-        failed = [r for r in _local(configs, jobs=jobs, root=root, quiet=quiet) if r["state"] == "failed"]
+        results = launch(configs, launcher=launcher, jobs=jobs, root=root, options=launcher_options or {}, quiet=quiet)
+        failed = [r for r in results if r["state"] == "failed"]
         if failed:
-            raise RuntimeError(f"{len(failed)} run(s) for the figures failed: " + "; ".join(f"{r['run']}: {r['error']}" for r in failed[:3]))
-        wait_for(configs, root)  # a run another process held is drawn once that process has finished it
+            raise RuntimeError(f"{len(failed)} run(s) failed on the {launcher} launcher: " + "; ".join(f"{r['run']}: {r['error']}" for r in failed[:3]))
+        wait_for(configs, root)  # a run another process holds is drawn once that process has finished it
         return
     from tqdm.auto import tqdm
 
@@ -183,21 +186,8 @@ def regenerate(scale: str = "classroom", *, only: str | list[str] | None = None,
         todo = {}
     if todo and not train:
         raise TrainingForbidden(f"{len(todo)} run(s) the figures read have no finished record under {root}: {sorted(todo)[:6]}...")
-    if todo and train:
-        check_data(todo.values())
     t0 = time.perf_counter()
-    if launcher == "local":
-        train_missing(todo, root=root, jobs=jobs, quiet=quiet, device=device)
-    elif todo:  # a cluster trains them (asdkit.sweep); the drawing happens here once every record is in the store
-        from dataclasses import replace
-
-        from ..sweep import launch, wait_for
-
-        configs = [replace(c, device=device) if device else c for c in todo.values()]
-        failed = [r for r in launch(configs, launcher=launcher, root=root, options=launcher_options or {}, quiet=quiet) if r["state"] == "failed"]
-        if failed:
-            raise RuntimeError(f"{len(failed)} run(s) failed on the {launcher} launcher: " + "; ".join(f"{r['run']}: {r['error']}" for r in failed[:3]))
-        wait_for(configs, root)
+    train_missing(todo, root=root, jobs=jobs, quiet=quiet, device=device, launcher=launcher, launcher_options=launcher_options)
     trained = time.perf_counter() - t0
     out = Path(out or ("figures" if scale == "classroom" else f"figures-{scale}"))
     out.mkdir(parents=True, exist_ok=True)
