@@ -6,7 +6,7 @@ from matplotlib.ticker import MaxNLocator
 
 from ..analysis import clean_hard_mask, detection_auroc
 from ..records import Record
-from .common import ATTACKS4, attacks, bars, final, final_loss, hist_groups, pct, run, same_data, truth
+from .common import ATTACKS4, ablation_attacks, attacks, bars, final, final_loss, hist_groups, pct, run, same_data, truth
 from .registry import Drawn, register
 
 RATE = {"clb": {"rate": 0.25}}  # CLB poisons 25 % of the target class (clean-label); the others 10 % of D
@@ -254,7 +254,8 @@ STAGE_VARIANTS = {"ASD": {}, "w/o stage 1": {"defense__stages": "23"}, "w/o stag
 
 
 @register("asd_fig06", caption="ablation: ASD without stage 1, 2 or 3", claim="w/o stage 1 collapses; w/o stage 3 loses accuracy",
-          needs=lambda s: _grid(STAGE_VARIANTS, attacks(s), rate=0.2), reduced="BadNets and Blend at 20 % (classroom); the paper adds WaNet and CLB")
+          needs=lambda s: _grid(STAGE_VARIANTS, ablation_attacks(s), rate=0.2),
+          reduced="BadNets at 20 % at classroom (paper and lab: BadNets, Blend, WaNet, CLB)")
 def asd_fig06(records, scale):
     fig, t = _ablation(records, list(STAGE_VARIANTS), "ASD's stages")
     al = list(t["ASD"])
@@ -272,8 +273,8 @@ WARMUP = {"t=1, n=5 %": {"defense__warmup_step": 0.05}, "t=1, n=15 % (preset)": 
 
 
 @register("asd_fig07", caption="warming-up speed (t, n) of stage 1", claim="too fast a warm-up lets poison in (ASR rises)",
-          needs=lambda s: _grid(WARMUP if s != "smoke" else dict(list(WARMUP.items())[1:3]), attacks(s)),
-          reduced="n as a share of the mean class size (5, 15, 50 %; paper: 5-20 samples every 2-10 epochs), BadNets and Blend")
+          needs=lambda s: _grid(WARMUP if s != "smoke" else dict(list(WARMUP.items())[1:3]), ablation_attacks(s)),
+          reduced="n as a share of the mean class size (5, 15, 50 %; paper: 5-20 samples every 2-10 epochs), BadNets at classroom")
 def asd_fig07(records, scale):
     variants = [v for v in WARMUP if any(k.startswith(v + " | ") for k in records)]
     fig, t = _ablation(records, variants, "warm-up (t, n)")
@@ -292,7 +293,7 @@ SPLIT_VARIANTS = {"ASD": {}, "class-agnostic stage 1": {"defense__stage1_split":
 
 @register("asd_fig11", caption="(a) a class-agnostic split in stage 1, (b) a class-aware split in stage 2",
           claim="(a) accuracy crashes in stage 1 (class imbalance); (b) ASR is not suppressed",
-          needs=lambda s: _grid(SPLIT_VARIANTS, attacks(s)), reduced="BadNets and Blend at classroom")
+          needs=lambda s: _grid(SPLIT_VARIANTS, ablation_attacks(s)), reduced="BadNets at classroom (paper: four attacks)")
 def asd_fig11(records, scale):
     fig, t = _ablation(records, list(SPLIT_VARIANTS), "the split of each stage")
     al = list(t["ASD"])
@@ -324,8 +325,8 @@ RATES = {f"α = γ = {r}": ({"defense__alpha": r, "defense__gamma": r} if r != 0
 
 
 @register("asd_fig13", caption="the split rates α = γ of stages 2 and 3", claim="insensitive: ACC high and ASR low across rates",
-          needs=lambda s: _grid(RATES if s != "smoke" else dict(list(RATES.items())[1:]), attacks(s)),
-          reduced="0.3, 0.5, 0.7 (paper 0.1-0.9), BadNets and Blend at classroom")
+          needs=lambda s: _grid(RATES if s != "smoke" else dict(list(RATES.items())[1:]), ablation_attacks(s)),
+          reduced="0.3, 0.5, 0.7 (paper 0.1-0.9), BadNets at classroom")
 def asd_fig13(records, scale):
     variants = [v for v in RATES if any(k.startswith(v + " | ") for k in records)]
     fig, t = _ablation(records, variants, "split rate")
