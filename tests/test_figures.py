@@ -154,3 +154,27 @@ def test_a_missing_data_set_stops_the_figures_before_any_run_trains(monkeypatch,
     with pytest.raises(DataUnavailableError, match="planted"):
         regenerate("smoke", only="dbd_fig04", out=tmp_path / "out", root=tmp_path / "runs", quiet=True)
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").glob("none-*"))
+
+
+@pytest.mark.parametrize("scale", ["smoke", "classroom", "lab", "paper"])
+def test_every_asd_run_of_the_figures_passes_asds_warm_up_check(scale):
+    """A variant that ASD's own check refuses (its warm-up fills D_C before stage 1 ends) must not reach a batch of runs."""
+    from dataclasses import replace
+    from types import SimpleNamespace
+
+    import torch
+
+    from asdkit.config import defense_options, resolve_epochs
+    from asdkit.defenses import asd
+
+    runs, _ = plan(select(None), scale)
+    checked = 0
+    for name, cfg in runs.items():
+        if cfg.defense != "asd":
+            continue
+        n = cfg.train_size or {"fashion-mnist": 60000, "cifar10": 50000, "gtsrb": 39209}.get(str(cfg.dataset), 50000)
+        ctx = SimpleNamespace(options=defense_options(cfg), config=replace(cfg, epochs=resolve_epochs(cfg, n)), n=n,
+                              num_classes=10, labels=torch.arange(n) % 10, model=SimpleNamespace(layer_groups=("a", "b", "c", "d")))
+        asd.check(ctx)  # raises ValueError naming the warm-up
+        checked += 1
+    assert checked >= 10

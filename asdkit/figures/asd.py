@@ -236,7 +236,7 @@ def _ablation(records: dict, variants: list[str], title: str, *, extra=None):
     for ax, key in zip(axes, ("acc", "asr")):
         bars(ax, al, {v: [table[v][a][key] for a in al] for v in variants}, ylabel=f"{key.upper()} (%)")
         ax.set_title(f"{title}: {key.upper()}", fontsize=10)
-    axes[0].legend(fontsize=7, loc="lower left")
+    axes[1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the bars, never over them
     return fig, table
 
 
@@ -264,23 +264,30 @@ def asd_fig06(records, scale):
         full, w1, w3 = t["ASD"][a], t["w/o stage 1"][a], t["w/o stage 3"][a]
         parts.append(f"{a}: ASD {pct(full['acc'])}/{pct(full['asr'])}, w/o 1 {pct(w1['acc'])}/{pct(w1['asr'])}, "
                      f"w/o 2 {pct(t['w/o stage 2'][a]['acc'])}/{pct(t['w/o stage 2'][a]['asr'])}, w/o 3 {pct(w3['acc'])}/{pct(w3['asr'])}")
-        ok &= (w1["acc"] < full["acc"] - 0.05 or w1["asr"] > 0.2) and w3["acc"] < full["acc"]
+        ok &= (w1["acc"] < full["acc"] - 0.05 or w1["asr"] > 0.2) and w3["acc"] < full["acc"] - 0.01  # a loss beyond a seed's noise
     return Drawn(fig, "ACC/ASR " + "; ".join(parts), ok, {"table": t})
 
 
-WARMUP = {"t=1, n=5 %": {"defense__warmup_step": 0.05}, "t=1, n=15 % (preset)": {}, "t=1, n=50 %": {"defense__warmup_step": 0.5},
-          "t=2, n=15 %": {"defense__warmup_every": 2}}
+WARMUP = {"t=1, n=5 %": {"defense__warmup_step": 0.05}, "t=2, n=15 %": {"defense__warmup_every": 2},
+          "t=1, n=15 % (preset)": {}}  # slowest to fastest; a faster n would fill D_C before stage 1 ends (ASD's check refuses it)
+
+
+def _speed(variant: str) -> float:
+    """Warm-up speed n / t of a WARMUP label (share of the mean class size per epoch)."""
+    t, n = variant.split(",")[:2]
+    return float(n.split("=")[1].split("%")[0]) / float(t.split("=")[1])
 
 
 @register("asd_fig07", caption="warming-up speed (t, n) of stage 1", claim="too fast a warm-up lets poison in (ASR rises)",
-          needs=lambda s: _grid(WARMUP if s != "smoke" else dict(list(WARMUP.items())[1:3]), ablation_attacks(s)),
-          reduced="n as a share of the mean class size (5, 15, 50 %; paper: 5-20 samples every 2-10 epochs), BadNets at classroom")
+          needs=lambda s: _grid(WARMUP if s != "smoke" else dict(list(WARMUP.items())[1:]), ablation_attacks(s)),
+          reduced="n as a share of the mean class size (5 and 15 % every epoch, 15 % every 2; paper: 5-20 samples every 2-10 "
+                  "epochs), BadNets at classroom; the preset is the fastest warm-up that leaves D_P non-empty through stage 1")
 def asd_fig07(records, scale):
     variants = [v for v in WARMUP if any(k.startswith(v + " | ") for k in records)]
     fig, t = _ablation(records, variants, "warm-up (t, n)")
     al = list(t[variants[0]])
     most = {v: {a: t[v][a].get("max_poison_in_clean_pool", 0) for a in al} for v in variants}
-    fast, slow = next(v for v in variants if "n=50" in v), variants[0]
+    fast, slow = max(variants, key=_speed), min(variants, key=_speed)
     parts = [f"{a}: most poisoned samples in D_C " + ", ".join(f"{v} {most[v][a]}" for v in variants)
              + "; ASR " + ", ".join(f"{v} {pct(t[v][a]['asr'])}" for v in variants) for a in al]
     ok = all(most[fast][a] > most[slow][a] for a in al)
@@ -297,8 +304,9 @@ SPLIT_VARIANTS = {"ASD": {}, "class-agnostic stage 1": {"defense__stage1_split":
 def asd_fig11(records, scale):
     fig, t = _ablation(records, list(SPLIT_VARIANTS), "the split of each stage")
     al = list(t["ASD"])
-    stage1 = {v: {a: min(m["acc"] for m in records[f"{v} | {a}"].metrics if m.get("stage") == 1) for a in al} for v in SPLIT_VARIANTS}
-    parts = [f"{a}: lowest stage-1 ACC {pct(stage1['ASD'][a])} (class-aware) vs {pct(stage1['class-agnostic stage 1'][a])} (class-agnostic); "
+    # ACC at the end of stage 1 (its first epoch trains on the seed samples alone, the same for both splits)
+    stage1 = {v: {a: [m["acc"] for m in records[f"{v} | {a}"].metrics if m.get("stage") == 1][-1] for a in al} for v in SPLIT_VARIANTS}
+    parts = [f"{a}: ACC at the end of stage 1 {pct(stage1['ASD'][a])} (class-aware) vs {pct(stage1['class-agnostic stage 1'][a])} (class-agnostic); "
              f"ASR {pct(t['ASD'][a]['asr'])} vs {pct(t['class-aware stage 2'][a]['asr'])} with a class-aware stage 2" for a in al]
     ok = all(stage1["class-agnostic stage 1"][a] < stage1["ASD"][a] and t["class-aware stage 2"][a]["asr"] > t["ASD"][a]["asr"] for a in al)
     return Drawn(fig, "; ".join(parts), ok, {"table": t, "stage1_acc": stage1})

@@ -94,10 +94,12 @@ def bars(ax, labels: list[str], series: dict[str, list[float]], *, ylabel: str =
     """Grouped bars: one group per label, one bar per series."""
     x = np.arange(len(labels))
     w = 0.8 / max(1, len(series))
+    top = max((scale * v for vs in series.values() for v in vs if v is not None), default=0.0)
+    fmt = "%.1f" if top < 10 else "%.0f"  # small values (an ASR near its floor) keep a decimal
     for i, (name, values) in enumerate(series.items()):
         vals = [np.nan if v is None else scale * v for v in values]
         rects = ax.bar(x + (i - (len(series) - 1) / 2) * w, vals, w, label=name)
-        ax.bar_label(rects, fmt="%.0f", fontsize=6, padding=1)
+        ax.bar_label(rects, fmt=fmt, fontsize=6, padding=1)
     ax.set_xticks(x, labels, fontsize=8)
     lo, hi = ax.get_ylim()
     ax.set_ylim(lo, hi + 0.18 * (hi - lo))  # headroom for the bar labels and a legend above the bars
