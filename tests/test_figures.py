@@ -172,7 +172,7 @@ def test_every_asd_run_of_the_figures_passes_asds_warm_up_check(scale):
     for name, cfg in runs.items():
         if cfg.defense != "asd":
             continue
-        n = cfg.train_size or {"fashion-mnist": 60000, "cifar10": 50000, "gtsrb": 39209}.get(str(cfg.dataset), 50000)
+        n = cfg.train_size or {"fashion-mnist": 60000, "cifar10": 50000}[str(cfg.dataset)]  # 10 classes each
         ctx = SimpleNamespace(options=defense_options(cfg), config=replace(cfg, epochs=resolve_epochs(cfg, n)), n=n,
                               num_classes=10, labels=torch.arange(n) % 10, model=SimpleNamespace(layer_groups=("a", "b", "c", "d")))
         asd.check(ctx)  # raises ValueError naming the warm-up
