@@ -27,7 +27,7 @@ from .models import make_model, unfreeze
 from .phases import Phase, build_optimizers, lr_factor, select
 from .records import Record, RecordError, load_checked, runs_dir, save_atomic
 
-__all__ = ["Run", "run", "run_seeds", "run_folder", "lr_factor"]
+__all__ = ["Run", "run", "run_seeds", "run_folder", "preflight", "lr_factor"]
 
 
 def run_folder(config: RunConfig, root: Path | None = None) -> Path:
@@ -71,14 +71,16 @@ class Run:
     ``phases``, ``record``, ``folder``.
     """
 
-    def __init__(self, config: RunConfig, *, root: Path | None = None, quiet: bool = False, rebuild_poison: bool = False) -> None:
+    def __init__(self, config: RunConfig, *, root: Path | None = None, quiet: bool = False, rebuild_poison: bool = False,
+                 preflight: bool = False) -> None:
+        """Prepare the run; with ``preflight``, only as far as every check (a prepared poison is not built), on the CPU."""
         from .defenses import DEFENSES
 
         validate(config)
         self.config, self.quiet = config, quiet
         self.spec = DEFENSES[config.defense]
         options = defense_options(config)
-        device = resolve_device(config.device)
+        device = torch.device("cpu") if preflight else resolve_device(config.device)
         splits = load(config.dataset, resolution=config.resolution or None)
         train, test = splits.train, splits.test
         self.classes = train.classes
@@ -90,7 +92,9 @@ class Run:
             test = stratified_subset(test, config.test_size, seed=config.seed)
         self.attack = make_attack(config.attack, train.shape, seed=config.seed, **config.attack_args)
         source = None
-        if self.attack.needs_build(config.rate):  # CLB, IAB, Refool, ...: built once, cached (asdkit.prepared)
+        if self.attack.needs_build(config.rate) and preflight:
+            self.attack = _unbuilt(self.attack)
+        elif self.attack.needs_build(config.rate):  # CLB, IAB, Refool, ...: built once, cached (asdkit.prepared)
             from .prepared import prepare_attack
 
             source = prepare_attack(config, train, self.attack, root=run_folder(config, root).parent, device=device,
@@ -117,6 +121,8 @@ class Run:
         names = [p.name for p in self.phases]
         if len(set(names)) != len(names) or any(p.epochs < 0 or p.steps < 0 for p in self.phases):
             raise ValueError(f"Defense {config.defense!r} planned phases with repeated names or negative sizes: {names}.")
+        if preflight:
+            return
         self.optimizers = build_optimizers(model, self.phases)
 
         self.record = Record(config.to_dict(), code_version=_code_version())
@@ -338,6 +344,27 @@ class Run:
             "max_poison_fraction_in_clean_pool": max(counts) / n_poison if counts and n_poison else 0.0,
             **isolation_rates(flagged, is_poison),
         }
+
+
+def _unbuilt(attack):
+    """A prepared attack's stand-in for :func:`preflight`: the built poison's indices and labels, the images left as they are."""
+    import copy
+
+    stand_in, same = copy.copy(attack), lambda x, **_: x.clone()
+    stand_in.apply = stand_in.train_trigger = same
+    if callable(getattr(attack, "noise", None)):  # a noise mode stays one (the cover count depends on it)
+        stand_in.noise = same
+    return stand_in
+
+
+def preflight(configs, root: Path | None = None) -> None:
+    """Every check each run of ``configs`` makes before it trains (options, data, the defense's data-dependent check), none
+    trained and no poison built: a batch refuses a bad config before its first run, not when that run starts."""
+    for config in configs:
+        try:
+            Run(config, root=root, quiet=True, preflight=True)
+        except ValueError as err:
+            raise ValueError(f"{config.defense} / {config.attack} at {config.scale} (seed {config.seed}): {err}") from err
 
 
 def finished_record(config: RunConfig, root: Path | None = None) -> Record | None:

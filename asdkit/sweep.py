@@ -160,6 +160,9 @@ def launch(configs: list[RunConfig], *, launcher: str = "local", jobs: int = 1, 
     if not todo:
         return []
     if launcher == "local":
+        from .runner import preflight
+
+        preflight(todo, root)  # every check of every run before the first trains (a cluster's nodes check their own)
         return _local(todo, jobs=jobs, root=root, quiet=quiet)
     from . import launchers
 

@@ -178,3 +178,31 @@ def test_every_asd_run_of_the_figures_passes_asds_warm_up_check(scale):
         asd.check(ctx)  # raises ValueError naming the warm-up
         checked += 1
     assert checked >= 10
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_a_run_its_defense_refuses_stops_the_batch_before_any_run_trains(monkeypatch, tmp_path, jobs):
+    """The pre-flight runs each defense's data-dependent check first: an ASD warm-up that fills D_C fails before the fine run trains."""
+    from asdkit.figures.registry import train_missing
+
+    fine = make_config("smoke", defense="none")
+    refused = make_config("smoke", defense="asd", overrides={"epochs": 4, "defense.t1": 4, "defense.t2": 4, "defense.warmup_every": 1,
+                                                             "defense.warmup_step": 200})
+    forbid_training(monkeypatch)
+    with pytest.raises(ValueError, match=r"asd / badnets at smoke \(seed 0\): ASD's warm-up .* whole training set"):
+        train_missing({"fine": fine, "refused": refused}, root=tmp_path / "runs", quiet=True, jobs=jobs)
+    assert not list((tmp_path / "runs").rglob("record.pt"))
+
+
+def test_the_preflight_builds_no_poison_and_keeps_the_built_poisons_labels(tmp_path):
+    """A prepared attack (IAB) is checked without its build: no cache file, the same poisoned count and target labels a build gives."""
+    from asdkit.runner import Run, preflight
+
+    cfg = make_config("smoke", defense="asd", overrides={"attack": "iab"})
+    preflight([cfg], tmp_path)
+    assert not list(tmp_path.rglob("*.pt"))
+    truth = Run(cfg, root=tmp_path, quiet=True, preflight=True).truth
+    n = len(truth)
+    assert int(truth.is_poison.sum()) == round(cfg.rate * n)
+    assert (truth.observed_label[truth.is_poison] == cfg.target).all()
+    assert (truth.observed_label[~truth.is_poison] == truth.true_label[~truth.is_poison]).all()

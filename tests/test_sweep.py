@@ -62,14 +62,29 @@ def test_the_ray_launcher_gives_the_local_launchers_records(runs_env, tmp_path, 
         assert a.metrics[-1]["acc"] == b.metrics[-1]["acc"] and a.metrics[-1]["asr"] == b.metrics[-1]["asr"]
 
 
-def test_a_failed_run_is_reported_with_its_config_and_the_others_finish(runs_env, monkeypatch, capsys):
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    # a data set path that does not exist passes the config checks and fails when the run loads it
+def test_a_sweep_refuses_a_config_that_fails_its_checks_before_any_run_trains(runs_env, capsys):
+    # a data set path that does not exist passes the config's own checks; the pre-flight loads it before the first run trains
     code = main(["sweep", "--scale", "smoke", "--set", "epochs=1", "--set", "train_size=600", "--set", "test_size=300",
                  "--set", "dataset=fashion-mnist,/nonexistent/x.npz", "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "/nonexistent/x.npz" in err and "does not exist" in err
+    assert not list(runs_env.rglob("record.pt"))
+
+
+def test_a_failed_run_is_reported_with_its_config_and_the_others_finish(runs_env, monkeypatch, capsys):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    args = ["sweep", "--scale", "smoke", "--set", "epochs=1", "--set", "train_size=600", "--set", "test_size=300", "--seed", "0,1", "--quiet"]
+    configs = grid("smoke", parse_axes(["epochs=1", "train_size=600", "test_size=300"], seed="0,1"))
+    broken = run_folder(configs[1], runs_env)  # passes every check; fails when the run resumes from its corrupt record
+    broken.mkdir(parents=True)
+    (broken / "record.pt").write_bytes(b"not a record")
+    (broken / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    code = main(args)
     out = capsys.readouterr().out
     assert code == 1
-    assert "failed" in out and "/nonexistent/x.npz" in out and "done" in out
+    assert "failed" in out and "seed 1" in out and "record.pt is corrupt" in out and "done" in out
+    assert [s for _, s in status(configs, runs_env)][0] == "done"
 
 
 def test_a_sweep_killed_mid_run_resumes_repeats_nothing_and_leaves_no_corrupt_record(runs_env, tmp_path):

@@ -135,8 +135,9 @@ def train_missing(todo: dict[str, RunConfig], *, root: Path | None = None, jobs:
         return
     from tqdm.auto import tqdm
 
-    from ..runner import run
+    from ..runner import preflight, run
 
+    preflight(configs, root)  # a config its defense refuses (ASD's warm-up filling D_C) fails here, not mid-batch
     bar = tqdm(total=len(configs), desc=f"runs for the figures ({configs[0].scale})", unit="run", disable=quiet)
     for name, cfg in zip(todo, configs):
         bar.set_postfix_str(name)
