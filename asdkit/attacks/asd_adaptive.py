@@ -14,10 +14,11 @@ class ASDAdaptive(ShapedAttack):
     ``grad`` (002 Eq. 11, appendix K): minimise ‖∇θ (1/N) Σ L(f(x + p), y_t)‖₂ − ‖∇θ (1/M) Σ L(f(x), y)‖₂,
     the gradient the poisoned samples give the trained model against the clean samples'
     (ASD splits by loss reduction, which the gradient sets). The clean term does not depend
-    on p; it is measured and reported with the gap. ``feat`` (002 Eq. 12, appendix L): minimise
-    ‖(1/N) Σ g(x + p) − (1/M) Σ_{y = y_t} g(x)‖₂, poisoned features pulled onto the target
-    class's mean feature (g: the network's penultimate features). Each PGD iteration draws
-    ``batch_size`` non-target training images (the samples to be poisoned) and a clean batch.
+    on p: it is measured once, on one clean batch, and reported with the gap. ``feat`` (002
+    Eq. 12, appendix L): minimise ‖(1/N) Σ g(x + p) − (1/M) Σ_{y = y_t} g(x)‖₂, poisoned
+    features pulled onto the target class's mean feature (g: the network's penultimate
+    features). Each PGD iteration draws ``batch_size`` non-target training images (the
+    samples to be poisoned).
     002: ε = 32/255, step 0.001 (of 1), 200 iterations.
 
     Parameters
@@ -85,6 +86,12 @@ class ASDAdaptive(ShapedAttack):
         eligible = (data.y != inputs.target).nonzero().flatten() if inputs.label_mode == "all2one" else torch.arange(len(data))
         g = stream(self.seed, self.name, "batches")
         mean_target = self._target_features(model, inputs) if self.objective == "feat" else None
+        base = None
+        if self.objective == "grad":  # Eq. 11's clean term does not depend on p: measured once, on one clean batch
+            clean = torch.randint(0, len(data), (self.batch_size,), generator=g)
+            with torch.enable_grad():
+                base = float(self._gradient_norm(model, data.x[clean].to(dev).float(), data.y[clean].to(dev), inputs.normalize,
+                                                 create_graph=False))
         pattern = torch.zeros(1, *self.shape, device=dev)
         history = []
         for _ in range(self.iterations):
@@ -93,12 +100,8 @@ class ASDAdaptive(ShapedAttack):
             pattern.requires_grad_(True)
             poisoned = (x + pattern).clamp(0, 255)
             if self.objective == "grad":
-                clean = torch.randint(0, len(data), (self.batch_size,), generator=g)
-                gap = self._gradient_norm(model, poisoned, inputs.relabel(data.y[pick].to(dev)), inputs.normalize, create_graph=True)
-                with torch.enable_grad():
-                    base = self._gradient_norm(model, data.x[clean].to(dev).float(), data.y[clean].to(dev), inputs.normalize,
-                                               create_graph=False)
-                objective = gap - base.detach()
+                objective = self._gradient_norm(model, poisoned, inputs.relabel(data.y[pick].to(dev)), inputs.normalize,
+                                                create_graph=True) - base
             else:
                 objective = (model.features(inputs.normalize(poisoned)).mean(0) - mean_target).norm()
             (grad,) = torch.autograd.grad(objective, pattern)
