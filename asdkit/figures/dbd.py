@@ -52,8 +52,8 @@ def dbd_fig01(records, scale):
         ax.scatter(xy[~poison, 0], xy[~poison, 1], c=true[~poison], cmap="tab10", s=3, alpha=0.6)
         ax.scatter(xy[poison, 0], xy[poison, 1], c="k", marker="x", s=12, lw=0.8, label="poisoned")
         agree[label] = {**feature_neighbourhoods(rec, snap), "poisoned": _poisoned_neighbours(s["features"].float().numpy(), poison)}
-        ax.set_title(f"{kind}, {attack} (colour: true class)\na poisoned point's 10 nearest: {pct(agree[label]['poisoned'])} poisoned, "
-                     f"{pct(agree[label]['observed'])} clean of the target", fontsize=9)
+        ax.set_title(f"{kind}, {attack} (colour: true class)\na poisoned point's 10 nearest neighbours:\n"
+                     f"{pct(agree[label]['poisoned'])} poisoned, {pct(agree[label]['observed'])} clean of the target", fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])
         ax.legend(fontsize=7, loc="lower right")

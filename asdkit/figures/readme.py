@@ -92,7 +92,8 @@ def write_readme(out: Path, scale: str, figures: dict[str, Any], results: dict[s
     for k in order:  # numbers repeat exactly on one machine, not across CPU models: say which machine drew which figure
         for m in index["figures"][k].get("machines") or (["not recorded (a record older than the machine field)"]
                                                          if index["figures"][k].get("runs") else []):
-            by_machine.setdefault(m, []).append(k)
+            keys = by_machine.setdefault(m.replace(", 1 threads", ", 1 thread"), [])  # older records said "1 threads"
+            keys += [k] if k not in keys else []
     if by_machine:
         lines += ["The records were trained on (numbers repeat exactly on one machine, not across CPU models):", "",
                   *[f"- {m}: " + ", ".join(f"`{k}`" for k in keys) for m, keys in by_machine.items()], ""]
