@@ -41,9 +41,12 @@ def surrogate_config(config: RunConfig) -> RunConfig:
 
 def poison_cache(config: RunConfig, root: Path) -> Path:
     """The cache file of ``config``'s prepared poison: keyed by the clean twin, the attack and its options, the target and label mode."""
+    from .attacks import ATTACKS
+
+    version = ATTACKS[config.attack].build_version  # a build whose result changed: a new file, not the old one
     key = json.dumps({"surrogate": config_hash(surrogate_config(config)), "attack": config.attack, "options": config.attack_args,
-                      "target": config.target, "label_mode": config.label_mode, "format": POISON_FORMAT},
-                     sort_keys=True, default=str)
+                      "target": config.target, "label_mode": config.label_mode, "format": POISON_FORMAT,
+                      **({"build": version} if version != 1 else {})}, sort_keys=True, default=str)
     return Path(root) / "cache" / f"{config.attack}-{hashlib.sha256(key.encode()).hexdigest()[:12]}.pt"
 
 

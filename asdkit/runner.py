@@ -80,7 +80,8 @@ class Run:
         self.config, self.quiet = config, quiet
         self.spec = DEFENSES[config.defense]
         options = defense_options(config)
-        device = torch.device("cpu") if preflight else resolve_device(config.device)
+        device = resolve_device(config.device)  # checked in the pre-flight too; it then works on the CPU
+        device = torch.device("cpu") if preflight else device
         splits = load(config.dataset, resolution=config.resolution or None)
         train, test = splits.train, splits.test
         self.classes = train.classes
@@ -360,11 +361,16 @@ def _unbuilt(attack):
 def preflight(configs, root: Path | None = None) -> None:
     """Every check each run of ``configs`` makes before it trains (options, data, the defense's data-dependent check), none
     trained and no poison built: a batch refuses a bad config before its first run, not when that run starts."""
+    from . import data
+
     for config in configs:
         try:
-            Run(config, root=root, quiet=True, preflight=True)
-        except ValueError as err:
-            raise ValueError(f"{config.defense} / {config.attack} at {config.scale} (seed {config.seed}): {err}") from err
+            checked = Run(config, root=root, quiet=True, preflight=True)
+            if isinstance(getattr(checked.attack, "reflections", None), str):  # Refool reads its reflection set only in its build
+                data.load(checked.attack.reflections)
+        except ValueError as err:  # the same error (a DataUnavailableError stays one), prefixed with the run it stopped
+            err.args = (f"{config.defense} / {config.attack} at {config.scale} (seed {config.seed}): {err}", *err.args[1:])
+            raise
 
 
 def finished_record(config: RunConfig, root: Path | None = None) -> Record | None:

@@ -194,15 +194,10 @@ def test_a_run_its_defense_refuses_stops_the_batch_before_any_run_trains(monkeyp
     assert not list((tmp_path / "runs").rglob("record.pt"))
 
 
-def test_the_preflight_builds_no_poison_and_keeps_the_built_poisons_labels(tmp_path):
-    """A prepared attack (IAB) is checked without its build: no cache file, the same poisoned count and target labels a build gives."""
-    from asdkit.runner import Run, preflight
+def test_the_preflight_refuses_a_device_this_machine_lacks_before_any_run_trains(monkeypatch, tmp_path):
+    """The pre-flight works on the CPU but checks the device each run asks for."""
+    from asdkit.runner import preflight
 
-    cfg = make_config("smoke", defense="asd", overrides={"attack": "iab"})
-    preflight([cfg], tmp_path)
-    assert not list(tmp_path.rglob("*.pt"))
-    truth = Run(cfg, root=tmp_path, quiet=True, preflight=True).truth
-    n = len(truth)
-    assert int(truth.is_poison.sum()) == round(cfg.rate * n)
-    assert (truth.observed_label[truth.is_poison] == cfg.target).all()
-    assert (truth.observed_label[~truth.is_poison] == truth.true_label[~truth.is_poison]).all()
+    forbid_training(monkeypatch)
+    with pytest.raises(ValueError, match=r"none / badnets at smoke \(seed 0\): --device cuda:99"):
+        preflight([make_config("smoke", defense="none", overrides={"device": "cuda:99"})], tmp_path)

@@ -209,3 +209,29 @@ def test_each_prepared_poison_is_cached_reused_rebuilt_and_a_corrupt_one_is_a_cl
         run(config, quiet=True, force=True)
     rebuilt = run(config, quiet=True, rebuild_poison=True)
     assert len(calls) == 2 and (rebuilt["acc"], rebuilt["asr"]) == (first["acc"], first["asr"])
+
+
+@pytest.mark.parametrize("name", ["iab", "refool"])
+def test_the_preflight_gives_a_builds_poisoned_and_cover_samples_without_building_it(name, tmp_path):
+    """asdkit.runner.preflight checks a prepared attack with no build and no file written, yet with the truth a build gives."""
+    from asdkit.runner import Run
+
+    config, root = make_config("smoke", defense="none", overrides=tiny(name, tmp_path)), tmp_path / "runs"
+    checked = Run(config, root=root, quiet=True, preflight=True).truth
+    assert not list(root.rglob("*.pt"))
+    built = Run(config, root=root, quiet=True).truth
+    assert len(list((root / "cache").glob(f"{name}-*.pt"))) == 1
+    for field in ("is_poison", "true_label", "observed_label", "is_cover"):
+        assert torch.equal(getattr(checked, field), getattr(built, field)), field
+    assert int(built.is_poison.sum()) == round(config.rate * len(built.is_poison))
+    assert name != "iab" or int(built.is_cover.sum()) > 0  # IAB's cross-trigger samples
+
+
+def test_a_build_whose_result_changed_keys_a_new_cache_file(monkeypatch, tmp_path):
+    """An attack's ``build_version`` is part of its cache key: a changed build never reuses the old poison."""
+    from asdkit.attacks import ATTACKS
+
+    config = make_config("smoke", overrides=tiny("asd-adaptive-grad", tmp_path))
+    before = poison_cache(config, tmp_path)
+    monkeypatch.setattr(ATTACKS["asd-adaptive-grad"], "build_version", 3)
+    assert poison_cache(config, tmp_path) != before

@@ -40,6 +40,7 @@ class ASDAdaptive(ShapedAttack):
     name = "asd-adaptive-grad"
     objective = "grad"
     prepared = "surrogate"
+    build_version = 2  # 2: Eq. 11's clean term measured once (the PGD batches differ from version 1's)
     scales = {"smoke": {"iterations": 10}, "classroom": {"iterations": 100}}
 
     def __init__(self, shape, *, epsilon=32, step=0.255, iterations=200, batch_size=128, seed=0):
@@ -129,3 +130,4 @@ class ASDAdaptiveFeat(ASDAdaptive):
 
     name = "asd-adaptive-feat"
     objective = "feat"
+    build_version = 1  # its build did not change (the class it derives from is at 2)

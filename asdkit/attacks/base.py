@@ -26,6 +26,7 @@ class Attack:
     name: str = "attack"
     clean_label: bool = False
     prepared: str | None = None
+    build_version: int = 1  # raise it when a build's result changes, so a cached poison of the old build is not reused
     #: Per-scale defaults of the attack's options (the scale a run names picks them; lab inherits classroom).
     scales: dict[str, dict] = {}
 

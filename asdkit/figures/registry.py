@@ -122,8 +122,6 @@ def train_missing(todo: dict[str, RunConfig], *, root: Path | None = None, jobs:
         return
     root = Path(root or runs_dir())
     configs = [replace(c, device=device) if device else c for c in todo.values()]
-    if launcher == "local":  # the data is read here; a cluster's nodes read their own
-        check_data(configs)
     if launcher != "local" or jobs > 1:
         from ..sweep import launch, wait_for
 
@@ -144,16 +142,6 @@ def train_missing(todo: dict[str, RunConfig], *, root: Path | None = None, jobs:
         run(cfg, root=root, quiet=True)
         bar.update(1)
     bar.close()
-
-
-def check_data(configs) -> None:
-    """Load every data set the runs read (and Refool's reflection sets) before any run trains: a missing one is one error up front."""
-    from .. import data
-
-    names = {str(c.dataset) for c in configs} | {str(c.attack_args["reflections"]) for c in configs
-                                                 if c.attack == "refool" and c.attack_args.get("reflections")}
-    for name in sorted(names):
-        data.load(name)
 
 
 class TrainingForbidden(RuntimeError):
