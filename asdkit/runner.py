@@ -80,8 +80,9 @@ class Run:
         self.config, self.quiet = config, quiet
         self.spec = DEFENSES[config.defense]
         options = defense_options(config)
-        device = resolve_device(config.device)  # checked in the pre-flight too; it then works on the CPU
-        device = torch.device("cpu") if preflight else device
+        device = resolve_device(config.device)  # checked in the pre-flight too, which then works on the CPU
+        if preflight:
+            device = torch.device("cpu")
         splits = load(config.dataset, resolution=config.resolution or None)
         train, test = splits.train, splits.test
         self.classes = train.classes
@@ -94,6 +95,7 @@ class Run:
         self.attack = make_attack(config.attack, train.shape, seed=config.seed, **config.attack_args)
         source = None
         if self.attack.needs_build(config.rate) and preflight:
+            self.attack.check_build()
             self.attack = _unbuilt(self.attack)
         elif self.attack.needs_build(config.rate):  # CLB, IAB, Refool, ...: built once, cached (asdkit.prepared)
             from .prepared import prepare_attack
@@ -361,13 +363,9 @@ def _unbuilt(attack):
 def preflight(configs, root: Path | None = None) -> None:
     """Every check each run of ``configs`` makes before it trains (options, data, the defense's data-dependent check), none
     trained and no poison built: a batch refuses a bad config before its first run, not when that run starts."""
-    from . import data
-
     for config in configs:
         try:
-            checked = Run(config, root=root, quiet=True, preflight=True)
-            if isinstance(getattr(checked.attack, "reflections", None), str):  # Refool reads its reflection set only in its build
-                data.load(checked.attack.reflections)
+            Run(config, root=root, quiet=True, preflight=True)
         except ValueError as err:  # the same error (a DataUnavailableError stays one), prefixed with the run it stopped
             err.args = (f"{config.defense} / {config.attack} at {config.scale} (seed {config.seed}): {err}", *err.args[1:])
             raise

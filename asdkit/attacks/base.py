@@ -55,6 +55,9 @@ class Attack:
         """The built state (a dict of tensors) from :class:`asdkit.attacks.build.BuildInputs`."""
         raise NotImplementedError
 
+    def check_build(self) -> None:
+        """What :meth:`build` will read, checked without building (:func:`asdkit.runner.preflight`); most builds read only the run's data."""
+
     def build_size(self, inputs) -> int:  # pragma: no cover - interface of prepared attacks
         """How many units :meth:`build` reports to its progress bar."""
         raise NotImplementedError

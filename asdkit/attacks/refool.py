@@ -103,6 +103,12 @@ class Refool(ShapedAttack):
     def build_size(self, inputs) -> int:
         return 1
 
+    def check_build(self) -> None:
+        """The reflection set loads (the constructor checks only that it exists)."""
+        from ..data import load
+
+        load(self.reflections)
+
     def build(self, inputs) -> dict:
         """``candidates`` images of the reflection set's training part, in the victim's channels and size (uint8)."""
         from ..data import load
