@@ -96,6 +96,10 @@ class Run:
         source = None
         if self.attack.needs_build(config.rate) and preflight:
             self.attack.check_build()
+            if self.attack.prepared == "surrogate":  # the clean twin the build trains first is checked as its own run would be
+                from .prepared import surrogate_config
+
+                validate(surrogate_config(config))
             self.attack = _unbuilt(self.attack)
         elif self.attack.needs_build(config.rate):  # CLB, IAB, Refool, ...: built once, cached (asdkit.prepared)
             from .prepared import prepare_attack

@@ -227,6 +227,22 @@ def test_the_preflight_gives_a_builds_poisoned_and_cover_samples_without_buildin
     assert name != "iab" or int(built.is_cover.sum()) > 0  # IAB's cross-trigger samples
 
 
+def test_the_preflight_checks_the_clean_twin_a_surrogate_attack_trains(monkeypatch, tmp_path):
+    """CLB's build first trains the run's clean twin: a twin its checks refuse stops the pre-flight, not the build."""
+    import dataclasses
+
+    from asdkit import prepared
+    from asdkit.runner import preflight
+
+    config = make_config("smoke", overrides=tiny("clb", tmp_path))
+    preflight([config], tmp_path / "runs")  # the real twin passes
+    real = prepared.surrogate_config
+    monkeypatch.setattr(prepared, "surrogate_config", lambda c: dataclasses.replace(real(c), model_args={"no_such_option": 3}))
+    with pytest.raises(ValueError, match=r"none / clb at smoke \(seed 0\): The 'model_args' field .*\['no_such_option'\]"):
+        preflight([config], tmp_path / "runs")
+    assert not list((tmp_path / "runs").rglob("*.pt"))
+
+
 def test_a_build_whose_result_changed_keys_a_new_cache_file(monkeypatch, tmp_path):
     """An attack's ``build_version`` is part of its cache key: a changed build never reuses the old poison."""
     from asdkit.attacks import ATTACKS
