@@ -100,6 +100,10 @@ def test_the_backbone_cache_is_reused_when_only_later_stages_change(tiny_run, ru
     assert torch.equal(again.snapshots["simclr"]["probe_acc"], rec.snapshots["simclr"]["probe_acc"])
     assert torch.equal(again.snapshots["simclr_features"]["features"], rec.snapshots["simclr_features"]["features"])
     assert int(again.epoch_array("clean_pool", 1).sum()) == 480
+    from asdkit.context import Context
+
+    monkeypatch.setattr(Context, "snapshot_features", lambda *a, **k: pytest.fail("a pre-flight computed features"))
+    asdkit.runner.preflight([tiny(**{"defense.filter_rate": 0.3})], root)  # reads the cached backbone, no feature pass
     # a SimCLR option enters the key: no reuse
     key = lambda c: dbd.backbone_key(c, defense_options(c))  # noqa: E731
     assert key(tiny(**{"defense.tau": 0.2})) != key(tiny()) != key(tiny(seed=1))

@@ -102,9 +102,7 @@ def plan_dbd(ctx) -> list[Phase]:
         cached = load_checked(cache, required=("model", "curve"))
         ctx.model.load_state_dict(cached["model"])
         ctx.snapshot("simclr", reused=torch.tensor(1), file=str(cache), **cached["curve"])
-        ctx.state["simclr_seconds"] = float(cached["curve"]["seconds"].sum())
-        if o.feature_sample:
-            ctx.snapshot_features("simclr_features", o.feature_sample)
+        ctx.state["simclr_seconds"] = float(cached["curve"]["seconds"].sum())  # its features are stored when the head starts
     test = ctx.evaluator
     mm = MixMatchConfig(iterations=o.iterations, batch_size=o.mixmatch_batch_size, temperature=o.temperature,
                         alpha=o.mixup_alpha, lambda_u=o.lambda_u, rampup_epochs=float(o.finetune_epochs))
@@ -131,6 +129,8 @@ def plan_dbd(ctx) -> list[Phase]:
         return {"loss": result.loss, "probe_acc": probe}
 
     def head(ctx, epoch: int) -> dict[str, Any]:
+        if reuse and epoch == 0 and o.feature_sample:  # the reused backbone's features (004 Fig. 1), not in a pre-flight's plan
+            ctx.snapshot_features("simclr_features", o.feature_sample)
         result = ctx.train_epoch(loss_fn=l2, epoch=epoch, batch_size=o.head_batch_size)
         if epoch == o.head_epochs - 1:  # 004 Fig. 3: the stage-2 losses of every sample
             ctx.snapshot_losses("stage2", sce=sce)
