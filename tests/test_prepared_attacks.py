@@ -57,7 +57,9 @@ def test_iab_gives_each_input_its_own_trigger_and_its_cross_samples_keep_their_l
         patterns = squash(attack.generator(x))
         residual = attack.blend(x, x) - x
     distinct = (patterns[:16] - patterns[16:]).abs().mean((1, 2, 3))
-    assert bool((distinct > 1e-3).all()) and float(distinct.mean()) > 0.02, distinct  # input-aware: each input its own trigger
+    # input-aware: each input its own trigger (a generator that ignores its input gives 0 here). After 2 tiny epochs the size
+    # is chaotic: mean 0.020 on one thread, 0.006 on two, of one AMD EPYC; so the bound is an order below, not a measured value
+    assert bool((distinct > 1e-4).all()) and float(distinct.mean()) > 1e-3, distinct
     assert bool((residual.abs().flatten(1).sum(1) > 0).all())
 
     p = poison(data, attack, rate=0.1, target=1, seed=0)
