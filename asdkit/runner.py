@@ -44,6 +44,22 @@ def _code_version() -> str:
     return f"{__version__}+{sha}" if sha else __version__
 
 
+def cpu_name(cpuinfo: str) -> str:
+    """The first processor's model name in /proc/cpuinfo; a bare name ("AMD EPYC", as VMs give) gets its family and model numbers."""
+    fields: dict[str, str] = {}
+    for line in cpuinfo.splitlines():
+        key, sep, value = line.partition(":")
+        if not sep:
+            if fields:  # the blank line after the first processor
+                break
+            continue
+        fields.setdefault(key.strip(), value.strip())
+    name = fields.get("model name", "")
+    if name and not any(ch.isdigit() for ch in name) and "cpu family" in fields and "model" in fields:
+        name += f" (family {fields['cpu family']}, model {fields['model']})"  # two EPYC generations both say "AMD EPYC"
+    return name
+
+
 def machine(device: torch.device | str) -> str:
     """The processor a run's seconds were measured on ("AMD EPYC, 2 threads", "NVIDIA H200"): results repeat on one machine only."""
     device = torch.device(device)
@@ -51,12 +67,10 @@ def machine(device: torch.device | str) -> str:
         return torch.cuda.get_device_name(device)
     if device.type == "mps":
         return "Apple MPS"
-    name = ""
     try:
-        name = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                     if line.startswith("model name")), "")
+        name = cpu_name(Path("/proc/cpuinfo").read_text())
     except OSError:
-        pass
+        name = ""
     import platform
 
     threads = torch.get_num_threads()

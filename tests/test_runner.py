@@ -444,3 +444,16 @@ def test_rate_zero_runs_the_clean_twin_whose_asr_is_the_floor(runs_env):
     assert torch.equal(rec.arrays["observed_label"], rec.arrays["true_label"])
     assert 0 <= summary["asr"] < 0.5  # a model that never saw the trigger rarely maps it to the target
     assert config_hash(config) != config_hash(tiny())
+
+
+def test_a_bare_cpu_name_gets_its_family_and_model_so_two_generations_stay_apart():
+    """Runs repeat on one CPU model only: "AMD EPYC" alone named a Zen 3 and a Zen 4 machine in these records."""
+    from asdkit.runner import cpu_name
+
+    block = "processor\t: {i}\nvendor_id\t: AuthenticAMD\ncpu family\t: {f}\nmodel\t\t: {m}\nmodel name\t: {name}\n\n"
+    two = lambda f, m, name: block.format(i=0, f=f, m=m, name=name) + block.format(i=1, f=99, m=99, name="other")  # noqa: E731
+    assert cpu_name(two(25, 1, "AMD EPYC")) == "AMD EPYC (family 25, model 1)"
+    assert cpu_name(two(25, 17, "AMD EPYC")) == "AMD EPYC (family 25, model 17)"
+    named = "Intel(R) Xeon(R) Platinum 8375C CPU @ 2.90GHz"
+    assert cpu_name(two(6, 106, named)) == named  # a name with its model number stays as it is
+    assert cpu_name("") == ""
