@@ -61,7 +61,7 @@ def cpu_name(cpuinfo: str) -> str:
 
 
 def machine(device: torch.device | str) -> str:
-    """The processor a run's seconds were measured on ("AMD EPYC, 2 threads", "NVIDIA H200"): results repeat on one machine only."""
+    """The processor a run's seconds were measured on ("AMD EPYC (family 25, model 1), 2 threads", "NVIDIA H200"): results repeat on one machine only."""
     device = torch.device(device)
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
