@@ -19,9 +19,9 @@ from pathlib import Path
 import torch
 
 from ._io import save_atomic
-from .config import RunConfig, config_hash, make_config
+from .config import RunConfig, config_hash, make_config, validate
 
-__all__ = ["POISON_FORMAT", "surrogate_config", "poison_cache", "prepare_attack"]
+__all__ = ["POISON_FORMAT", "surrogate_config", "poison_cache", "check_prepared", "prepare_attack"]
 
 POISON_FORMAT = "asdkit-poison/2"
 
@@ -82,6 +82,13 @@ def _surrogate(config: RunConfig, train, *, root: Path, device: torch.device, qu
     model = _network(twin, train)
     model.load_state_dict(torch.load(Path(summary["record"]) / "model.pt", map_location="cpu", weights_only=True))
     return model.to(device).eval(), summary
+
+
+def check_prepared(config: RunConfig, attack) -> None:
+    """What :func:`prepare_attack` will need, checked without building (:func:`asdkit.runner.preflight`): the build's own inputs, and the clean twin a surrogate attack trains first."""
+    attack.check_build()
+    if attack.prepared == "surrogate":
+        validate(surrogate_config(config))
 
 
 def prepare_attack(config: RunConfig, train, attack, *, root: Path, device: torch.device, rebuild: bool = False,

@@ -109,11 +109,9 @@ class Run:
         self.attack = make_attack(config.attack, train.shape, seed=config.seed, **config.attack_args)
         source = None
         if self.attack.needs_build(config.rate) and preflight:
-            self.attack.check_build()
-            if self.attack.prepared == "surrogate":  # the clean twin the build trains first is checked as its own run would be
-                from .prepared import surrogate_config
+            from .prepared import check_prepared
 
-                validate(surrogate_config(config))
+            check_prepared(config, self.attack)
             self.attack = _unbuilt(self.attack)
         elif self.attack.needs_build(config.rate):  # CLB, IAB, Refool, ...: built once, cached (asdkit.prepared)
             from .prepared import prepare_attack
