@@ -5,7 +5,7 @@ import numpy as np
 
 from .records import Record
 
-__all__ = ["MEANINGFUL_TARGET_ACC", "class_health", "over_seeds", "clean_hard_mask", "isolation_rates", "detection_auroc", "meta_split_separation", "pool_by_true_class", "stage2_separation", "knn_label_agreement",
+__all__ = ["MEANINGFUL_TARGET_ACC", "class_health", "asr_caveat", "over_seeds", "clean_hard_mask", "isolation_rates", "detection_auroc", "meta_split_separation", "pool_by_true_class", "stage2_separation", "knn_label_agreement",
            "feature_neighbourhoods"]
 
 
@@ -14,12 +14,29 @@ __all__ = ["MEANINGFUL_TARGET_ACC", "class_health", "over_seeds", "clean_hard_ma
 MEANINGFUL_TARGET_ACC = 0.5
 
 
-def class_health(acc_per_class, target: int, classes=None) -> dict:
-    """The lowest per-class test accuracy and its class, the target class's own, and whether the ASR means anything."""
+def class_health(acc_per_class, target: int, classes=None, clean_target_rate: float | None = None) -> dict:
+    """The lowest per-class test accuracy and its class, the target class's own, and whether the ASR means anything.
+
+    It does not when the target class is starved (below :data:`MEANINGFUL_TARGET_ACC`), nor when the model puts half or
+    more of the clean non-target images in the target class without any trigger (``clean_target_rate``, if measured).
+    """
     acc = [float(a) for a in acc_per_class]
     low = int(np.argmin(acc))
-    return {"lowest_class_acc": acc[low], "lowest_class": str(classes[low]) if classes is not None else str(low),
-            "target_class_acc": acc[target], "asr_meaningful": acc[target] >= MEANINGFUL_TARGET_ACC}
+    meaningful = acc[target] >= MEANINGFUL_TARGET_ACC and (clean_target_rate is None or clean_target_rate < 1 - MEANINGFUL_TARGET_ACC)
+    health = {"lowest_class_acc": acc[low], "lowest_class": str(classes[low]) if classes is not None else str(low),
+              "target_class_acc": acc[target], "asr_meaningful": meaningful}
+    if clean_target_rate is not None:
+        health["clean_target_rate"] = float(clean_target_rate)
+    return health
+
+
+def asr_caveat(summary: dict) -> str | None:
+    """Why a run's ASR means nothing (:func:`class_health`), in words, or None when it does."""
+    if summary.get("asr_meaningful", True):
+        return None
+    if summary.get("target_class_acc", 1.0) < MEANINGFUL_TARGET_ACC:
+        return f"the target class itself is at {summary['target_class_acc']:.0%} test accuracy"
+    return f"the model puts {summary['clean_target_rate']:.0%} of the clean non-target images in the target class untriggered"
 
 
 def _spread(values) -> dict[str, float]:

@@ -213,7 +213,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-_SHOWN = {"acc", "asr", "seconds", "record", "epochs", "reused", "phases", "lowest_class_acc", "lowest_class", "target_class_acc", "asr_meaningful"}
+_SHOWN = {"acc", "asr", "seconds", "record", "epochs", "reused", "phases", "lowest_class_acc", "lowest_class", "target_class_acc", "asr_meaningful", "clean_target_rate"}
 
 
 def _parse_seeds(text: str | None) -> list[int]:
@@ -235,9 +235,10 @@ def _parse_seeds(text: str | None) -> list[int]:
 def _asr_text(summary: dict) -> str:
     asr = summary.get("asr")
     text = "ASR n/a" if asr is None else f"ASR {asr:.2%}"
-    if not summary.get("asr_meaningful", True):
-        text += f" (not meaningful: the target class itself is at {summary['target_class_acc']:.0%} test accuracy)"
-    return text
+    from .analysis import asr_caveat
+
+    caveat = asr_caveat(summary)
+    return text + (f" (not meaningful: {caveat})" if caveat else "")
 
 
 def _summary_line(config, summary: dict) -> str:

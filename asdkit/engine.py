@@ -348,12 +348,21 @@ def score(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: LossFn, *
 
 @torch.no_grad()
 def evaluate(model: nn.Module, test_x: torch.Tensor, test_y: torch.Tensor, asr_x: torch.Tensor | None, asr_y: torch.Tensor | None, *, normalize: Normalizer, batch_size: int = 1024) -> dict:
-    """Clean accuracy (ACC, and per class) on the test set and attack success rate (ASR) on the triggered non-target test set."""
-    correct = (predict(model, test_x, normalize=normalize, batch_size=batch_size).argmax(1).cpu() == test_y.cpu()).float()
+    """Clean accuracy (ACC, and per class) on the test set and attack success rate (ASR) on the triggered non-target test set.
+
+    With one target (all2one) also ``clean_target_rate``: the share of the clean non-target test images the model itself
+    puts in the target class, the ASR a model reaches with no trigger at all (a collapsed model's 100 % is not a backdoor).
+    """
+    pred = predict(model, test_x, normalize=normalize, batch_size=batch_size).argmax(1).cpu()
     labels = test_y.cpu()
+    correct = (pred == labels).float()
     counts = torch.bincount(labels).clamp(min=1)
     per_class = torch.bincount(labels, weights=correct) / counts
     result: dict = {"acc": correct.mean().item(), "acc_per_class": [round(v, 4) for v in per_class.tolist()]}
     if asr_x is not None and len(asr_x):
-        result["asr"] = (predict(model, asr_x, normalize=normalize, batch_size=batch_size).argmax(1).cpu() == asr_y.cpu()).float().mean().item()
+        asr_y = asr_y.cpu()
+        result["asr"] = (predict(model, asr_x, normalize=normalize, batch_size=batch_size).argmax(1).cpu() == asr_y).float().mean().item()
+        target = asr_y[0]
+        if bool((asr_y == target).all()) and bool((labels != target).any()):
+            result["clean_target_rate"] = round((pred[labels != target] == target).float().mean().item(), 4)
     return result

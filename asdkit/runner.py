@@ -338,7 +338,7 @@ class Run:
         for m in metrics:  # 002 Table 3: time per stage
             per_phase[f"seconds_{m['phase']}"] = per_phase.get(f"seconds_{m['phase']}", 0.0) + m["seconds"]
         per_phase = {k: round(v, 1) for k, v in per_phase.items()}
-        summary = {"acc": last["acc"], "asr": last.get("asr"), **class_health(last["acc_per_class"], self.config.target, self.classes),
+        summary = {"acc": last["acc"], "asr": last.get("asr"), **class_health(last["acc_per_class"], self.config.target, self.classes, last.get("clean_target_rate")),
                    "seconds": round(self.seconds, 1), "machine": machine(ctx.device), "record": str(self.folder),
                    "epochs": self.record.epochs, "phases": {p.name: p.epochs for p in self.phases},
                    **self._pool_summary(), **per_phase, **(extra or {})}
@@ -400,7 +400,7 @@ def _reused(config: RunConfig, rec: Record) -> dict[str, Any]:
     summary = dict(rec.summary)
     if "lowest_class_acc" not in summary:  # a record from before the summary carried its classes
         last = next(m for m in reversed(rec.metrics) if "acc_per_class" in m)
-        summary.update(class_health(last["acc_per_class"], config.target, class_names(config.dataset)))
+        summary.update(class_health(last["acc_per_class"], config.target, class_names(config.dataset), last.get("clean_target_rate")))
     return {**summary, "reused": True}
 
 

@@ -180,7 +180,29 @@ def test_evaluate_of_a_perfect_model_is_one():
     y = torch.arange(12) % 10
     norm = Normalizer(IDENTITY["mean"], IDENTITY["std"], CPU)
     out = evaluate(OneHotOfFirstPixel(), labelled(y), y, labelled(torch.full((8,), 3)), torch.full((8,), 3), normalize=norm, batch_size=5)
-    assert out == {"acc": 1.0, "asr": 1.0, "acc_per_class": [1.0] * 10}
+    assert out == {"acc": 1.0, "asr": 1.0, "acc_per_class": [1.0] * 10, "clean_target_rate": 0.0}
+
+
+class AlwaysTarget(nn.Module):
+    """A collapsed model: class 3 for every input, triggered or not."""
+
+    def forward(self, x):
+        return F.one_hot(torch.full((len(x),), 3), 10).float()
+
+
+def test_evaluate_measures_how_often_clean_images_land_in_the_target():
+    """clean_target_rate: of the clean non-target test images, the share predicted as the target (exact fractions)."""
+    y = torch.arange(12) % 10  # 11 non-target images (one 3)
+    shown = y.clone()
+    shown[[0, 1]] = 3  # two clean non-target images predicted as the target
+    norm = Normalizer(IDENTITY["mean"], IDENTITY["std"], CPU)
+    asr = torch.full((8,), 3)
+    out = evaluate(OneHotOfFirstPixel(), labelled(shown), y, labelled(asr), asr, normalize=norm)
+    assert out["clean_target_rate"] == pytest.approx(2 / 11, abs=1e-4)
+    collapsed = evaluate(AlwaysTarget(), labelled(y), y, labelled(asr), asr, normalize=norm)
+    assert collapsed["asr"] == 1.0 and collapsed["clean_target_rate"] == 1.0 and collapsed["acc"] == pytest.approx(1 / 12)
+    all2all = evaluate(AlwaysTarget(), labelled(y), y, labelled(asr), (asr + torch.arange(8)) % 10, normalize=norm)
+    assert "clean_target_rate" not in all2all  # no single target to land in
 
 
 def test_evaluate_counts_exact_fractions():

@@ -11,7 +11,7 @@ from helpers import forbid_training
 
 import asdkit.runner
 from asdkit import make_config, run, run_seeds
-from asdkit.analysis import MEANINGFUL_TARGET_ACC, class_health, over_seeds
+from asdkit.analysis import MEANINGFUL_TARGET_ACC, asr_caveat, class_health, over_seeds
 from asdkit.cli import _parse_seeds, _summary_line, main
 from asdkit.config import SCALES, config_fields
 from asdkit.data import class_names
@@ -29,6 +29,20 @@ def test_class_health_flags_a_starved_target_class():
     assert fine["asr_meaningful"] and fine["target_class_acc"] == 0.90 and fine["lowest_class"] == "T-shirt/top"
     at_the_line = class_health([MEANINGFUL_TARGET_ACC, 0.9], target=0)
     assert at_the_line["asr_meaningful"] and at_the_line["lowest_class"] == "0"
+
+
+def test_class_health_flags_a_model_that_puts_clean_images_in_the_target():
+    """A collapsed model (ABL's unlearning of clean samples): the target class at 100 %, every other at 0 %, ASR 100 %
+    with no trigger needed. Its ASR means nothing, and the printed line says why."""
+    acc = [1.0] + [0.0] * 9
+    collapsed = class_health(acc, target=0, classes=FASHION, clean_target_rate=1.0)
+    assert collapsed["asr_meaningful"] is False and collapsed["clean_target_rate"] == 1.0
+    assert "puts 100% of the clean non-target images in the target class" in asr_caveat(collapsed)
+    assert class_health([0.9] * 10, target=0, clean_target_rate=0.02)["asr_meaningful"]
+    assert asr_caveat(class_health([0.9] * 10, target=0, clean_target_rate=0.02)) is None
+    assert not class_health([0.9] * 10, target=0, clean_target_rate=0.5)["asr_meaningful"]  # half untriggered: at the line
+    line = _summary_line(make_config("smoke"), {"acc": 0.10, "asr": 1.0, "epochs": 2, "seconds": 1.0, "record": "r", **collapsed})
+    assert "ASR 100.00% (not meaningful: the model puts 100% of the clean non-target images in the target class untriggered)" in line
 
 
 def test_the_printed_line_flags_the_asr_of_a_starved_target(tmp_path):

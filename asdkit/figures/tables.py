@@ -34,9 +34,12 @@ def _beside_paper(records, scale: str, rows: dict[str, str], paper: dict, *, cor
 
 
 def _health(summary: dict, asr: bool) -> str:
-    """A cell's warning: an ASR that means nothing (the target class itself below 50 %), else a class below 50 %."""
+    """A cell's warning: an ASR that means nothing (the target class below 50 %, or the model putting half the clean
+    images in it untriggered), else a class below 50 %."""
     if asr and summary.get("asr_meaningful") is False:
-        return f" (ASR not meaningful: the target class at {pct(summary.get('target_class_acc'))})"
+        if summary.get("target_class_acc", 1.0) < 0.5:
+            return f" (ASR not meaningful: the target class at {pct(summary.get('target_class_acc'))})"
+        return f" (ASR not meaningful: {pct(summary.get('clean_target_rate'))} of clean images in the target class untriggered)"
     low = summary.get("lowest_class_acc")
     return f" ({summary.get('lowest_class')} at {pct(low)})" if low is not None and low < 0.5 else ""
 
