@@ -5,13 +5,16 @@ import numpy as np
 
 from .records import Record
 
-__all__ = ["MEANINGFUL_TARGET_ACC", "class_health", "asr_caveat", "over_seeds", "clean_hard_mask", "isolation_rates", "detection_auroc", "meta_split_separation", "pool_by_true_class", "stage2_separation", "knn_label_agreement",
+__all__ = ["MEANINGFUL_TARGET_ACC", "COLLAPSED_TARGET_RATE", "class_health", "asr_caveat", "over_seeds", "clean_hard_mask", "isolation_rates", "detection_auroc", "meta_split_separation", "pool_by_true_class", "stage2_separation", "knn_label_agreement",
            "feature_neighbourhoods"]
 
 
 # Below this clean test accuracy on the target class, a model barely predicts the target at all, so a low ASR
 # says nothing about the backdoor (a starved target class "resists" every trigger).
 MEANINGFUL_TARGET_ACC = 0.5
+# At or above this share of the clean non-target test images put in the target class with no trigger, a high ASR is
+# the model's collapse, not a backdoor.
+COLLAPSED_TARGET_RATE = 0.5
 
 
 def class_health(acc_per_class, target: int, classes=None, clean_target_rate: float | None = None) -> dict:
@@ -22,7 +25,7 @@ def class_health(acc_per_class, target: int, classes=None, clean_target_rate: fl
     """
     acc = [float(a) for a in acc_per_class]
     low = int(np.argmin(acc))
-    meaningful = acc[target] >= MEANINGFUL_TARGET_ACC and (clean_target_rate is None or clean_target_rate < 1 - MEANINGFUL_TARGET_ACC)
+    meaningful = acc[target] >= MEANINGFUL_TARGET_ACC and (clean_target_rate is None or clean_target_rate < COLLAPSED_TARGET_RATE)
     health = {"lowest_class_acc": acc[low], "lowest_class": str(classes[low]) if classes is not None else str(low),
               "target_class_acc": acc[target], "asr_meaningful": meaningful}
     if clean_target_rate is not None:

@@ -37,7 +37,9 @@ def _health(summary: dict, asr: bool) -> str:
     """A cell's warning: an ASR that means nothing (the target class below 50 %, or the model putting half the clean
     images in it untriggered), else a class below 50 %."""
     if asr and summary.get("asr_meaningful") is False:
-        if summary.get("target_class_acc", 1.0) < 0.5:
+        from ..analysis import MEANINGFUL_TARGET_ACC
+
+        if summary.get("target_class_acc", 1.0) < MEANINGFUL_TARGET_ACC:
             return f" (ASR not meaningful: the target class at {pct(summary.get('target_class_acc'))})"
         return f" (ASR not meaningful: {pct(summary.get('clean_target_rate'))} of clean images in the target class untriggered)"
     low = summary.get("lowest_class_acc")
