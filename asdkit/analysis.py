@@ -53,16 +53,17 @@ def _spread(values) -> dict[str, float]:
 def over_seeds(summaries: dict[int, dict]) -> dict:
     """One config over several seeds (seed → run summary): median, range, mean and sd of ACC, ASR, lowest class and time.
 
-    Also the worst class over all seeds and the seeds whose ASR means nothing (target class below
-    :data:`MEANINGFUL_TARGET_ACC`). Numbers repeat exactly on one machine, not across CPU models.
+    Also the worst class over all seeds and the seeds whose ASR means nothing, each with its reason
+    (:func:`asr_caveat`). Numbers repeat exactly on one machine, not across CPU models.
     """
     seeds = sorted(summaries)
     rows = [summaries[s] for s in seeds]
     worst = min(seeds, key=lambda s: summaries[s]["lowest_class_acc"])
+    caveats = {s: asr_caveat(summaries[s]) for s in seeds if not summaries[s].get("asr_meaningful", True)}
     return {"seeds": seeds, "acc": _spread(r["acc"] for r in rows), "asr": _spread(r.get("asr") for r in rows),
             "lowest_class_acc": _spread(r["lowest_class_acc"] for r in rows), "seconds": _spread(r["seconds"] for r in rows),
             "worst": {"seed": worst, "class": summaries[worst]["lowest_class"], "acc": summaries[worst]["lowest_class_acc"]},
-            "asr_not_meaningful": [s for s in seeds if not summaries[s].get("asr_meaningful", True)]}
+            "asr_not_meaningful": list(caveats), "asr_caveats": caveats}
 
 
 def clean_hard_mask(score, is_poison, fraction: float = 0.1):

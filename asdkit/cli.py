@@ -271,8 +271,8 @@ def _spread_line(config, spread: dict) -> str:
              f"  ASR {pct(spread['asr'])}",
              f"  lowest per-class accuracy {pct(spread['lowest_class_acc'])}; worst {w['class']} {w['acc']:.1%} (seed {w['seed']})",
              f"  time median {_durations(spread['seconds'])}"]
-    if spread["asr_not_meaningful"]:
-        lines.append(f"  ASR not meaningful in seed(s) {spread['asr_not_meaningful']}: the target class is below 50 % test accuracy there")
+    for seed, caveat in spread["asr_caveats"].items():
+        lines.append(f"  ASR not meaningful in seed {seed}: {caveat}")
     lines.append("  (numbers repeat exactly on one machine, not across CPU models)")
     return "\n".join(lines)
 

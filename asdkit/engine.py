@@ -363,6 +363,7 @@ def evaluate(model: nn.Module, test_x: torch.Tensor, test_y: torch.Tensor, asr_x
         asr_y = asr_y.cpu()
         result["asr"] = (predict(model, asr_x, normalize=normalize, batch_size=batch_size).argmax(1).cpu() == asr_y).float().mean().item()
         target = asr_y[0]
-        if bool((asr_y == target).all()) and bool((labels != target).any()):
-            result["clean_target_rate"] = round((pred[labels != target] == target).float().mean().item(), 4)
+        non_target = labels != target
+        if bool((asr_y == target).all()) and bool(non_target.any()):
+            result["clean_target_rate"] = round((pred[non_target] == target).float().mean().item(), 4)
     return result

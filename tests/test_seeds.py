@@ -69,6 +69,7 @@ def test_over_seeds_spread_and_worst_class():
     assert out["asr"]["median"] == pytest.approx(0.01)
     assert out["worst"] == {"seed": 4, "class": "T-shirt/top", "acc": 0.2}
     assert out["asr_not_meaningful"] == [4]
+    assert out["asr_caveats"] == {4: "the target class itself is at 20% test accuracy"}
 
 
 @pytest.mark.parametrize("text, seeds", [("3", [3]), ("0,1,2", [0, 1, 2]), ("0-4", [0, 1, 2, 3, 4]), ("0-1,5", [0, 1, 5])])
