@@ -213,7 +213,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-_SHOWN = {"acc", "asr", "seconds", "record", "epochs", "reused", "phases", "lowest_class_acc", "lowest_class", "target_class_acc", "asr_meaningful", "clean_target_rate"}
+_SHOWN = {"acc", "asr", "seconds", "record", "epochs", "reused", "phases", "lowest_class_acc", "lowest_class", "target_class_acc", "asr_meaningful", "clean_target_rate",
+          "precision", "precision_reason"}
 
 
 def _parse_seeds(text: str | None) -> list[int]:
@@ -249,7 +250,7 @@ def _summary_line(config, summary: dict) -> str:
     reused = " (reused finished record)" if summary.get("reused") else ""
     return (f"{config.defense} vs {config.attack} {config.rate:.0%} on {config.dataset} ({config.scale}): "
             f"ACC {summary['acc']:.2%}  {_asr_text(summary)}{low}{extra}  {summary['epochs']} epochs  "
-            f"{summary['seconds']:.0f} s{reused}  -> {summary['record']}")
+            f"{summary.get('precision', config.precision)}  {summary['seconds']:.0f} s{reused}  -> {summary['record']}")
 
 
 def _durations(d: dict) -> str:

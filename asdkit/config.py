@@ -13,11 +13,13 @@ from __future__ import annotations
 import ast
 import hashlib
 import json
+import os
 import re
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from .options import Option, Options, check_value, choice, integer, real, resolve, scale_chain, text
+from .precision import PRECISIONS, native_bf16, resolve_precision
 
 __all__ = ["RunConfig", "SCALES", "make_config", "parse_assignment", "config_hash", "config_fields", "validate",
            "defense_options", "defense_spec", "resolve_epochs"]
@@ -39,6 +41,7 @@ class RunConfig:
     scale: str = "classroom"
     seed: int = 0
     device: str = "auto"  # not part of the record key
+    precision: str = "fp32"  # make_config resolves 'auto'; a record written before this field trained in float32
     model: str = "compact"
     model_args: dict = field(default_factory=dict)
     train_size: int = 0
@@ -60,6 +63,21 @@ class RunConfig:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["milestones"] = list(self.milestones)
+        return d
+
+    def key_fields(self) -> dict[str, Any]:
+        """The fields that change the numbers: all but the device; the precision resolved, and left out when fp32.
+
+        A float32 config so keys as it did before the 'precision' field existed (its records and
+        caches stay reusable); a bfloat16 one never meets a float32 record.
+        """
+        d = self.to_dict()
+        d.pop("device")
+        precision = d.pop("precision")
+        if precision == "auto":  # a RunConfig built by hand; make_config resolves it
+            precision = resolve_precision("auto", self.device)[0]
+        if precision != "fp32":
+            d["precision"] = precision
         return d
 
     @classmethod
@@ -113,6 +131,10 @@ def config_fields() -> tuple[Option, ...]:
         integer("seed", 0, low=0, doc="seed of the poison selection, the trigger, the initialisation and every random stream"),
         Option("device", "auto", lambda v: isinstance(v, str) and bool(_DEVICE.match(v)), "one of 'auto', 'cpu', 'cuda', 'cuda:N', 'mps'",
                "where to train; not part of the record key"),
+        Option("precision", default_precision(), lambda v: v in PRECISIONS, f"one of {list(PRECISIONS)} (this machine: {_supported_here()})",
+               "arithmetic of training and evaluation: auto = bf16 where the device computes in bfloat16 natively "
+               "(AVX512-BF16 or AMX on a CPU, a CUDA GPU with bf16), else fp32; default $ASDKIT_PRECISION or auto; "
+               "part of the record key"),
         choice("model", "resnet18", sorted(MODELS), scales={"smoke": "compact", "classroom": "compact"}, doc="the network"),
         Option("model_args", {}, _is_dict, "a dict of the model's keyword options", "e.g. {'widths': [16, 32, 64]}",
                {"smoke": {"widths": [16, 32, 64]}}),
@@ -136,6 +158,23 @@ def config_fields() -> tuple[Option, ...]:
         Option("attack_args", {}, _is_dict, "a dict of the attack's options", "e.g. {'size': 3, 'location': 'lower-right'}"),
         Option("defense_args", {}, _is_dict, "a dict of the defense's options", "every option of the defense (asdkit options NAME)"),
     )
+
+
+def default_precision() -> str:
+    """The 'precision' field's default: ``$ASDKIT_PRECISION`` (e.g. fp32 for a whole course or test suite), else auto."""
+    value = os.environ.get("ASDKIT_PRECISION", "auto")
+    if value not in PRECISIONS:
+        raise ValueError(f"The environment variable ASDKIT_PRECISION must be one of {list(PRECISIONS)} (the 'precision' "
+                         f"field's default). Got {value!r} instead.")
+    return value
+
+
+def _supported_here() -> str:
+    """What this machine's own device supports, for the 'precision' field's error."""
+    from .devices import resolve_device
+
+    native, why = native_bf16(resolve_device("auto"))
+    return f"fp32 and bf16, {why}" if native else f"fp32 only, {why}"
 
 
 def _field(name: str) -> Option:
@@ -197,6 +236,9 @@ def make_config(scale: str = "classroom", *, defense: str = "none", overrides: d
     if isinstance(values.get("milestones"), list):
         values["milestones"] = tuple(values["milestones"])
     options = resolve(spec.options, defense_args, scale=scale, owner=defense, what="defense option(s)")
+    check_value(_field("precision"), values["precision"], "field")
+    check_value(_field("device"), values["device"], "field")
+    values["precision"] = resolve_precision(values["precision"], values["device"])[0]  # 'auto' is decided here, once
     config = RunConfig(**values, attack_args=attack_args, defense_args=dict(options))
     validate(config)
     return config
@@ -274,8 +316,7 @@ def _model_options(model: str) -> set[str]:
 
 
 def config_hash(config: RunConfig) -> str:
-    """A short stable key of everything that changes the numbers (the device does not enter it)."""
-    d = config.to_dict()
-    d.pop("device")
+    """A short stable key of everything that changes the numbers (:meth:`RunConfig.key_fields`)."""
+    d = config.key_fields()
     blob = json.dumps(d, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]

@@ -36,9 +36,11 @@ class Evaluator:
     asr_y: torch.Tensor
     normalize: Any
     batch_size: int
+    precision: str = "fp32"  # bf16: the forward passes in bfloat16 autocast (an argmax is all that is read)
 
     def __call__(self, model: nn.Module) -> dict[str, Any]:
-        return evaluate(model, self.x, self.y, self.asr_x, self.asr_y, normalize=self.normalize, batch_size=self.batch_size)
+        return evaluate(model, self.x, self.y, self.asr_x, self.asr_y, normalize=self.normalize, batch_size=self.batch_size,
+                        precision=self.precision)
 
 
 @dataclass
@@ -53,6 +55,7 @@ class Context:
     epochs: int  # epochs of supervised training this run resolved (config.epochs, or what the budget buys)
     evaluator: Evaluator
     folder: Path
+    precision: str = "fp32"  # of training steps (fp32 | bf16, resolved by the runner); scoring is always float32
     state: dict[str, Any] = field(default_factory=dict)  # defense state that must survive a resume (tensors, numbers)
     average: WeightAverage | None = None  # an evaluation copy (ACC/ASR are measured on it when set)
     # set by the runner for the phase being run
@@ -119,12 +122,12 @@ class Context:
                            optimizer or self.optimizer, generator=generator or self.stream("batches", epoch),
                            batch_size=batch_size or self.config.batch_size, loss_fn=loss_fn, weight=weight, reweight=reweight,
                            scheduler=self.scheduler if own else None, average=self.average if own else None,
-                           progress=self.progress if own else None)
+                           progress=self.progress if own else None, precision=self.precision)
 
     def train_steps(self, steps, objective) -> EpochResult:
         """Run ``objective`` over the batch descriptions ``steps`` with this phase's optimiser, scheduler, weight average and progress bar."""
         return train_steps(self.model, steps, objective, self.optimizer, scheduler=self.scheduler, average=self.average,
-                           progress=self.progress)
+                           progress=self.progress, precision=self.precision)
 
     def evaluate(self, model: nn.Module | None = None) -> dict[str, Any]:
         """ACC and ASR now, of ``model`` (default: the weight average if kept, else the trained model)."""

@@ -11,13 +11,15 @@ batches on the model's device; nothing on the hot path touches PIL or a per-samp
 from __future__ import annotations
 
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Iterable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .devices import resolve_device
+from .precision import autocast
 
 __all__ = [
     "resolve_device",
@@ -39,29 +41,6 @@ __all__ = [
 ]
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (logits, labels) -> per-sample loss
-
-
-def resolve_device(name: str = "auto") -> torch.device:
-    """``auto`` picks CUDA, then Apple's MPS, then the CPU; an explicit name must be usable here."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        dev = torch.device(name)
-    except RuntimeError:
-        raise ValueError(f"The 'device' parameter must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'. Got {name!r} instead.") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {name} was asked for but this PyTorch sees no CUDA GPU; use --device auto or cpu.")
-    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise ValueError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) here.")
-    if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise ValueError(f"--device {name} was asked for but Apple's MPS backend is not available; use --device auto or cpu.")
-    if dev.type not in ("cpu", "cuda", "mps"):
-        raise ValueError(f"The 'device' parameter must be 'auto', 'cpu', 'cuda' or 'mps'. Got {name!r} instead.")
-    return dev
 
 
 def stream(seed: int, *names: object) -> torch.Generator:
@@ -116,11 +95,6 @@ def batches(index: torch.Tensor, batch_size: int, *, generator: torch.Generator 
     stop = len(index) - (len(index) % batch_size if drop_last else 0)
     for i in range(0, stop, batch_size):
         yield index[i : i + batch_size]
-
-
-def autocast(device: torch.device):
-    """Mixed precision on CUDA (bfloat16), full precision elsewhere."""
-    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
 
 
 class WeightAverage:
@@ -234,14 +208,15 @@ def train_mode(model: nn.Module) -> None:
 
 
 def train_steps(model: nn.Module, batches: Iterable[Any], objective: Objective, optimizer: torch.optim.Optimizer, *,
-                scheduler=None, average: "WeightAverage | None" = None, progress=None) -> EpochResult:
+                scheduler=None, average: "WeightAverage | None" = None, progress=None, precision: str = "fp32") -> EpochResult:
     """The one batch loop of asdkit: objective (forward, per-row loss and weight), Σ weight·loss, backward, step.
 
     Then the lr scheduler, the weight average and the progress bar, once per step. Every way
     of training in the package — supervised epochs, MixMatch, the virtual model, and the
     pool operations to come (SimCLR's two views, unlearning, selective training) — is an
     objective run through this loop. A weight of 1/B descends on a sample's loss, −1/B
-    ascends on it, 0 gives it no gradient.
+    ascends on it, 0 gives it no gradient. Under ``precision="bf16"`` the objective runs in
+    bfloat16 autocast (:mod:`asdkit.precision`); the step descends on float32 losses.
     """
     device = next(model.parameters()).device
     train_mode(model)
@@ -252,7 +227,7 @@ def train_steps(model: nn.Module, batches: Iterable[Any], objective: Objective, 
     logs: dict[str, torch.Tensor | float] = {}
     steps = 0
     for batch in batches:
-        with autocast(device):
+        with autocast(device, precision):
             terms = objective(model, batch)
         loss = (terms.loss.float() * terms.weight).sum()
         optimizer.zero_grad(set_to_none=True)
@@ -306,7 +281,8 @@ def supervised(data: Images, loss_fn: LossFn | None = None, *, generator: torch.
 
 def train_epoch(model: nn.Module, data: Images, index: torch.Tensor, optimizer: torch.optim.Optimizer, *,
                 generator: torch.Generator, batch_size: int = 128, loss_fn: LossFn | None = None,
-                weight: torch.Tensor | None = None, reweight=None, scheduler=None, average=None, progress=None) -> EpochResult:
+                weight: torch.Tensor | None = None, reweight=None, scheduler=None, average=None, progress=None,
+                precision: str = "fp32") -> EpochResult:
     """One epoch of supervised training over ``data[index]`` in shuffled batches (:func:`supervised` through :func:`train_steps`).
 
     ``loss_fn`` maps (logits, labels) to per-sample losses (default cross-entropy); the
@@ -314,21 +290,24 @@ def train_epoch(model: nn.Module, data: Images, index: torch.Tensor, optimizer: 
     """
     return train_steps(model, batches(index, batch_size, generator=generator),
                        supervised(data, loss_fn, generator=generator, weight=weight, reweight=reweight), optimizer,
-                       scheduler=scheduler, average=average, progress=progress)
+                       scheduler=scheduler, average=average, progress=progress, precision=precision)
 
 
 @torch.no_grad()
-def predict(model: nn.Module, x: torch.Tensor, *, normalize: Normalizer, batch_size: int = 1024, features: bool = False) -> torch.Tensor:
-    """Logits (or backbone features) of every image in ``x``: eval mode, large batches, no autograd, full precision.
+def predict(model: nn.Module, x: torch.Tensor, *, normalize: Normalizer, batch_size: int = 1024, features: bool = False,
+            precision: str = "fp32") -> torch.Tensor:
+    """Logits (or backbone features) of every image in ``x``: eval mode, large batches, no autograd, float32 by default.
 
-    No autocast here even on CUDA: the meta-split ranks L1(θ) − L1(θ'), a small difference
-    of two losses, which bfloat16 logits would blur (the authors score in fp32).
+    Only :func:`evaluate` passes ``bf16`` (an argmax); scoring never does: the meta-split ranks
+    L1(θ) − L1(θ'), a small difference of two losses, which bfloat16 logits would blur (the authors score in fp32).
     """
     model.eval()
     out = []
     fn = model.features if features else model
-    for i in range(0, len(x), batch_size):
-        out.append(fn(normalize(x[i : i + batch_size])).float())
+    device = x.device
+    with autocast(device, precision):
+        for i in range(0, len(x), batch_size):
+            out.append(fn(normalize(x[i : i + batch_size])).float())
     return torch.cat(out) if out else torch.zeros(0)
 
 
@@ -347,13 +326,15 @@ def score(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: LossFn, *
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, test_x: torch.Tensor, test_y: torch.Tensor, asr_x: torch.Tensor | None, asr_y: torch.Tensor | None, *, normalize: Normalizer, batch_size: int = 1024) -> dict:
+def evaluate(model: nn.Module, test_x: torch.Tensor, test_y: torch.Tensor, asr_x: torch.Tensor | None, asr_y: torch.Tensor | None, *,
+             normalize: Normalizer, batch_size: int = 1024, precision: str = "fp32") -> dict:
     """Clean accuracy (ACC, and per class) on the test set and attack success rate (ASR) on the triggered non-target test set.
 
     With one target (all2one) also ``clean_target_rate``: the share of the clean non-target test images the model itself
     puts in the target class, the ASR a model reaches with no trigger at all (a collapsed model's 100 % is not a backdoor).
+    Under ``precision="bf16"`` the forward passes run in bfloat16 autocast (only an argmax is read).
     """
-    pred = predict(model, test_x, normalize=normalize, batch_size=batch_size).argmax(1).cpu()
+    pred = predict(model, test_x, normalize=normalize, batch_size=batch_size, precision=precision).argmax(1).cpu()
     labels = test_y.cpu()
     correct = (pred == labels).float()
     counts = torch.bincount(labels).clamp(min=1)
@@ -361,7 +342,8 @@ def evaluate(model: nn.Module, test_x: torch.Tensor, test_y: torch.Tensor, asr_x
     result: dict = {"acc": correct.mean().item(), "acc_per_class": [round(v, 4) for v in per_class.tolist()]}
     if asr_x is not None and len(asr_x):
         asr_y = asr_y.cpu()
-        result["asr"] = (predict(model, asr_x, normalize=normalize, batch_size=batch_size).argmax(1).cpu() == asr_y).float().mean().item()
+        asr_pred = predict(model, asr_x, normalize=normalize, batch_size=batch_size, precision=precision).argmax(1).cpu()
+        result["asr"] = (asr_pred == asr_y).float().mean().item()
         target = asr_y[0]
         non_target = labels != target
         if bool((asr_y == target).all()) and bool(non_target.any()):

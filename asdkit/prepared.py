@@ -33,10 +33,11 @@ _DATA_FIELDS = ("dataset", "resolution", "train_size", "test_size", "seed", "tar
 def surrogate_config(config: RunConfig) -> RunConfig:
     """The clean twin ``config``'s poison is built against: no defense's recipe at its scale, on the same images and network, no poison.
 
-    It depends on the data, not on the defense, so every defense of a scale faces the same poisoned set.
+    It depends on the data, not on the defense, so every defense of a scale faces the same poisoned set; it trains in
+    float32 whatever the run's precision, so a bfloat16 run and a float32 one face the same poison too.
     """
     same = {name: getattr(config, name) for name in _DATA_FIELDS}
-    return make_config(config.scale, defense="none", overrides={**same, "rate": 0.0})
+    return make_config(config.scale, defense="none", overrides={**same, "rate": 0.0, "precision": "fp32"})
 
 
 def poison_cache(config: RunConfig, root: Path) -> Path:

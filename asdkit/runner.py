@@ -23,6 +23,7 @@ from .config import RunConfig, config_hash, defense_options, resolve_epochs, val
 from .context import Context, Evaluator
 from .data import class_names, load, seed_samples, stratified_subset
 from .engine import Images, Normalizer, resolve_device, stream
+from .precision import check_precision, resolve_precision
 from .models import make_model, unfreeze
 from .phases import Phase, build_optimizers, lr_factor, select
 from .records import Record, RecordError, load_checked, runs_dir, save_atomic
@@ -95,6 +96,8 @@ class Run:
         self.spec = DEFENSES[config.defense]
         options = defense_options(config)
         device = resolve_device(config.device)  # checked in the pre-flight too, which then works on the CPU
+        self.precision, self.precision_reason = resolve_precision(config.precision, device)
+        check_precision(self.precision, device)  # a config made on another machine may name bf16 this device lacks
         if preflight:
             device = torch.device("cpu")
         splits = load(config.dataset, resolution=config.resolution or None)
@@ -125,7 +128,7 @@ class Run:
         data = Images(self.truth.data.x.to(device), self.truth.data.y.to(device), normalize, train.num_classes,
                       pad=config.pad, flip=train.hflip)
         evaluator = Evaluator(test.x.to(device), test.y.to(device), asr_test.x.to(device), asr_test.y.to(device),
-                              normalize, config.eval_batch_size)
+                              normalize, config.eval_batch_size, self.precision)
         seeds = self._draw_seeds(*(self.spec.seeds(options) if self.spec.seeds else (0, 0)))
         torch.manual_seed(config.seed)
         model = make_model(config.model, num_classes=train.num_classes, in_channels=train.shape[0], **config.model_args)
@@ -133,7 +136,7 @@ class Run:
 
         self.folder = run_folder(config, root)
         self.ctx = Context(config=config, options=options, data=data, seeds=seeds, model=model,
-                           epochs=resolve_epochs(config, len(train)), evaluator=evaluator, folder=self.folder)
+                           epochs=resolve_epochs(config, len(train)), evaluator=evaluator, folder=self.folder, precision=self.precision)
         if self.spec.check is not None:
             self.spec.check(self.ctx)
         self.phases: list[Phase] = self.spec.plan(self.ctx)
@@ -339,7 +342,8 @@ class Run:
             per_phase[f"seconds_{m['phase']}"] = per_phase.get(f"seconds_{m['phase']}", 0.0) + m["seconds"]
         per_phase = {k: round(v, 1) for k, v in per_phase.items()}
         summary = {"acc": last["acc"], "asr": last.get("asr"), **class_health(last["acc_per_class"], self.config.target, self.classes, last.get("clean_target_rate")),
-                   "seconds": round(self.seconds, 1), "machine": machine(ctx.device), "record": str(self.folder),
+                   "seconds": round(self.seconds, 1), "machine": machine(ctx.device), "precision": self.precision,
+                   "precision_reason": self.precision_reason, "record": str(self.folder),
                    "epochs": self.record.epochs, "phases": {p.name: p.epochs for p in self.phases},
                    **self._pool_summary(), **per_phase, **(extra or {})}
         self.record.summary = summary

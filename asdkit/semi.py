@@ -122,11 +122,12 @@ def mixmatch_objective(data: Images, *, config: MixMatchConfig, epoch: int, gene
 
 
 def mixmatch_epoch(model: nn.Module, data: Images, clean_pool: torch.Tensor, optimizer: torch.optim.Optimizer, *, epoch: int,
-                   config: MixMatchConfig, generator: torch.Generator, scheduler=None, average=None, progress=None) -> dict[str, float]:
+                   config: MixMatchConfig, generator: torch.Generator, scheduler=None, average=None, progress=None,
+                   precision: str = "fp32") -> dict[str, float]:
     """One epoch of MixMatch: D_C = ``data[clean_pool]`` with labels, D_P = the rest without (002 Eq. 2).
 
     ``clean_pool`` is a boolean mask over the training set; ``config.iterations`` steps of
-    :func:`mixmatch_objective` through the one loop. Returns the epoch means of L, L_x, L_u
+    :func:`mixmatch_objective` through the one loop (label guessing too in bfloat16 under ``precision="bf16"``). Returns the epoch means of L, L_x, L_u
     and the λ_u weight.
     """
     labelled = clean_pool.nonzero().squeeze(1)
@@ -137,7 +138,7 @@ def mixmatch_epoch(model: nn.Module, data: Images, clean_pool: torch.Tensor, opt
     unl = PoolSampler(unlabelled, config.batch_size, generator)
     steps = ((it, lab.next(), unl.next()) for it in range(config.iterations))
     result = train_steps(model, steps, mixmatch_objective(data, config=config, epoch=epoch, generator=generator), optimizer,
-                         scheduler=scheduler, average=average, progress=progress)
+                         scheduler=scheduler, average=average, progress=progress, precision=precision)
     return {"loss": result.loss, **result.logs}
 
 

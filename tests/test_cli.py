@@ -33,14 +33,14 @@ def test_run_prints_a_summary_line_then_json(runs_env, capsys):
     line = lines[-2]
     assert line.startswith("none vs badnets 10% on fashion-mnist (smoke)")
     assert f"ACC {summary['acc']:.2%}" in line and f"ASR {summary['asr']:.2%}" in line
-    assert line.endswith(f"  {SMOKE_EPOCHS} epochs  {summary['seconds']:.0f} s  -> {summary['record']}"), line
+    assert line.endswith(f"  {SMOKE_EPOCHS} epochs  fp32  {summary['seconds']:.0f} s  -> {summary['record']}"), line  # the suite's precision
     assert "phases" not in line and "seconds_" not in line  # the per-phase entries stay in the JSON
 
     # the same command again reuses the finished record
     assert main(["run", *TINY, "--json", "--quiet"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert json.loads(lines[-1])["reused"] is True and "reused" in lines[-2]
-    assert re.search(rf"  {SMOKE_EPOCHS} epochs  \d+ s \(reused finished record\)  -> {re.escape(summary['record'])}$", lines[-2]), lines[-2]
+    assert re.search(rf"  {SMOKE_EPOCHS} epochs  fp32  \d+ s \(reused finished record\)  -> {re.escape(summary['record'])}$", lines[-2]), lines[-2]
 
 
 @pytest.mark.parametrize("argv,name", [
@@ -56,6 +56,7 @@ def test_run_prints_a_summary_line_then_json(runs_env, capsys):
     (["run", "--defense", "asd", "--set", "defense.gamma=1.5"], "The 'gamma' option of asd must be a float in (0, 1). Got 1.5 instead."),
     (["run", "--set", "epochs=-1"], "'epochs'"),
     (["options", "nope"], "'defense'"),
+    (["run", "--set", "precision=fp16"], "The 'precision' field must be one of ['auto', 'fp32', 'bf16'] (this machine: fp32"),
 ])
 def test_bad_input_is_one_line_on_stderr_and_exit_2(runs_env, capsys, monkeypatch, argv, name):
     forbid_training(monkeypatch)

@@ -170,7 +170,7 @@ def plan_asd(ctx) -> list[Phase]:
             ctx.log(arrays={"l1_loss": losses}, stage=s, split_seconds=round(time.perf_counter() - t0, 3))
             stats = SEMI_METHODS[o.semi](ctx.model, data, torch.cat([clean, extra]), ctx.optimizer, epoch=epoch, config=mm,
                                          generator=ctx.stream("mixmatch", epoch), scheduler=ctx.scheduler,
-                                         average=ctx.average, progress=ctx.progress)
+                                         average=ctx.average, progress=ctx.progress, precision=ctx.precision)
             if s != 3 and epoch + 1 == stage3_start:  # Fig. 3 (a)-(c): the model as it enters stage 3
                 ctx.save_weights("end_of_stage2", epoch=epoch)
             return stats
@@ -195,7 +195,8 @@ def transfer_phases(ctx, data, extra: torch.Tensor, mm: MixMatchConfig) -> list[
 
     def pretrain(ctx, epoch: int) -> dict[str, Any]:
         return SEMI_METHODS[o.semi](ctx.model, data, seeds_only, ctx.optimizer, epoch=epoch, config=pre,
-                                    generator=ctx.stream("mixmatch", epoch), scheduler=ctx.scheduler, progress=ctx.progress)
+                                    generator=ctx.stream("mixmatch", epoch), scheduler=ctx.scheduler, progress=ctx.progress,
+                                    precision=ctx.precision)
 
     def head(ctx, epoch: int) -> dict[str, Any]:
         result = ctx.train_epoch(loss_fn=cross_entropy, epoch=epoch)

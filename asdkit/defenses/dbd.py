@@ -78,7 +78,7 @@ _NOT_SIMCLR = {"device", "scale", "defense", "defense_args", "epochs", "budget",
 
 def backbone_key(config, options) -> str:
     """The cache key of a run's SimCLR backbone: the data, attack, seed, model and SimCLR options, nothing of the later stages."""
-    d = {k: v for k, v in config.to_dict().items() if k not in _NOT_SIMCLR}
+    d = {k: v for k, v in config.key_fields().items() if k not in _NOT_SIMCLR}
     d["simclr"] = {k: options[k] for k in SIMCLR_OPTIONS}
     return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
@@ -148,7 +148,7 @@ def plan_dbd(ctx) -> list[Phase]:
         ctx.log(arrays={f"{o.head_loss}_loss": losses})
         return SEMI_METHODS["mixmatch"](ctx.model, ctx.data, labelled, ctx.optimizer, epoch=epoch, config=mm,
                                         generator=ctx.stream("mixmatch", epoch), scheduler=ctx.scheduler,
-                                        average=ctx.average, progress=ctx.progress)
+                                        average=ctx.average, progress=ctx.progress, precision=ctx.precision)
 
     simclr_optim = Optim("sgd", o.simclr_lr, 0.9, o.simclr_weight_decay, "cosine", horizon=float(o.simclr_horizon))
     return [
