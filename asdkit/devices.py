@@ -3,7 +3,11 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["resolve_device"]
+__all__ = ["resolve_device", "CPU_CHUNK", "forward_chunk"]
+
+# Images per no-grad forward pass on a CPU. At 1,024 28×28 images the first layer's activations (100 MB) overflow the
+# caches: 256 at a time is 1.6× faster in float32 and 1.4× in bfloat16 (benchmarks/precision.py), with the same bits.
+CPU_CHUNK = 256
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -27,3 +31,8 @@ def resolve_device(name: str = "auto") -> torch.device:
     if dev.type not in ("cpu", "cuda", "mps"):
         raise ValueError(f"The 'device' parameter must be 'auto', 'cpu', 'cuda' or 'mps'. Got {name!r} instead.")
     return dev
+
+
+def forward_chunk(batch_size: int, device: torch.device) -> int:
+    """How many images one no-grad forward pass takes: ``batch_size``, at most :data:`CPU_CHUNK` on a CPU (a speed detail: eval mode gives each image the same output in any batch)."""
+    return min(batch_size, CPU_CHUNK) if torch.device(device).type == "cpu" else batch_size

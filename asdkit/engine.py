@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import devices
 from .devices import resolve_device
 from .precision import autocast
 
@@ -300,14 +301,15 @@ def predict(model: nn.Module, x: torch.Tensor, *, normalize: Normalizer, batch_s
 
     Only :func:`evaluate` passes ``bf16`` (an argmax); scoring never does: the meta-split ranks
     L1(θ) − L1(θ'), a small difference of two losses, which bfloat16 logits would blur (the authors score in fp32).
+    On a CPU each batch goes through in passes of :data:`asdkit.devices.CPU_CHUNK` images (the same outputs, faster).
     """
     model.eval()
     out = []
     fn = model.features if features else model
-    device = x.device
-    with autocast(device, precision):
-        for i in range(0, len(x), batch_size):
-            out.append(fn(normalize(x[i : i + batch_size])).float())
+    step = devices.forward_chunk(batch_size, x.device)
+    with autocast(x.device, precision):
+        for i in range(0, len(x), step):
+            out.append(fn(normalize(x[i : i + step])).float())
     return torch.cat(out) if out else torch.zeros(0)
 
 

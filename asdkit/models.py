@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .devices import forward_chunk
+
 __all__ = [
     "MODELS",
     "make_model",
@@ -279,8 +281,9 @@ def channel_activations(model: nn.Module, x: torch.Tensor, layers: list[str] | t
     was_training = model.training
     try:
         model.eval()
-        for start in range(0, len(x), batch_size):
-            xb = x[start:start + batch_size]
+        step = forward_chunk(batch_size, x.device)
+        for start in range(0, len(x), step):
+            xb = x[start:start + step]
             model(normalize(xb) if normalize is not None else xb)
     finally:
         model.train(was_training)

@@ -18,7 +18,7 @@ import torch
 
 from .devices import resolve_device
 
-__all__ = ["PRECISIONS", "native_bf16", "resolve_precision", "check_precision", "autocast"]
+__all__ = ["PRECISIONS", "native_bf16", "resolve_precision", "autocast"]
 
 PRECISIONS = ("auto", "fp32", "bf16")
 
@@ -74,28 +74,20 @@ def _device(name: str) -> torch.device:
 
 
 def resolve_precision(precision: str, device: str | torch.device = "auto") -> tuple[str, str]:
-    """``(fp32 | bf16, why)`` for the asked ``precision`` on ``device``; ``bf16`` where the device lacks it raises ValueError."""
+    """``(fp32 | bf16, why)`` for the asked ``precision`` on ``device``; ``bf16`` where the device lacks it raises ValueError.
+
+    A run calls it again on its own device: a config made on another machine may name a bf16 this one lacks.
+    """
     if precision not in PRECISIONS:
         raise ValueError(f"The 'precision' field must be one of {list(PRECISIONS)}. Got {precision!r} instead.")
     dev = _device(device) if isinstance(device, str) else device
     native, why = native_bf16(dev)
-    if precision == "fp32":
-        return "fp32", "asked for (precision=fp32)"
-    if precision == "bf16":
-        if not native:
-            raise ValueError(f"The 'precision' field is 'bf16' but {why}; this machine supports 'fp32' (and 'auto', which picks it). "
-                             f"Allowed: {list(PRECISIONS)}.")
-        return "bf16", f"asked for (precision=bf16); {why}"
-    return ("bf16", f"auto: {why}") if native else ("fp32", f"auto: {why}")
-
-
-def check_precision(precision: str, device: torch.device) -> None:
-    """Where a run's device is known: a resolved ``bf16`` must be native there (a config made elsewhere may name it)."""
-    if precision == "bf16":
-        native, why = native_bf16(device)
-        if not native:
-            raise ValueError(f"The 'precision' field is 'bf16' but {why}. Allowed: {list(PRECISIONS)}; "
-                             f"this device supports 'fp32' (pass --set precision=fp32, or make the config here with 'auto').")
+    if precision == "bf16" and not native:
+        raise ValueError(f"The 'precision' field is 'bf16' but {why}; this machine supports 'fp32' (and 'auto', which picks it). "
+                         f"Allowed: {list(PRECISIONS)}.")
+    if precision == "fp32" and native:
+        return "fp32", f"float32 as asked, though {why}"
+    return ("bf16" if native and precision != "fp32" else "fp32"), why
 
 
 def autocast(device: torch.device, precision: str):

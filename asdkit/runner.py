@@ -23,9 +23,9 @@ from .config import RunConfig, config_hash, defense_options, resolve_epochs, val
 from .context import Context, Evaluator
 from .data import class_names, load, seed_samples, stratified_subset
 from .engine import Images, Normalizer, resolve_device, stream
-from .precision import check_precision, resolve_precision
 from .models import make_model, unfreeze
 from .phases import Phase, build_optimizers, lr_factor, select
+from .precision import resolve_precision
 from .records import Record, RecordError, load_checked, runs_dir, save_atomic
 
 __all__ = ["Run", "run", "run_seeds", "run_folder", "preflight", "lr_factor"]
@@ -96,8 +96,7 @@ class Run:
         self.spec = DEFENSES[config.defense]
         options = defense_options(config)
         device = resolve_device(config.device)  # checked in the pre-flight too, which then works on the CPU
-        self.precision, self.precision_reason = resolve_precision(config.precision, device)
-        check_precision(self.precision, device)  # a config made on another machine may name bf16 this device lacks
+        self.precision, self.precision_reason = resolve_precision(config.precision, device)  # bf16 this device lacks: refused
         if preflight:
             device = torch.device("cpu")
         splits = load(config.dataset, resolution=config.resolution or None)

@@ -312,3 +312,30 @@ def test_weights_scale_each_sample_loss_descend_ascend_skip():
     assert one_step(torch.ones(n)) < 0
     assert one_step(-torch.ones(n)) > 0
     assert one_step(torch.zeros(n)) == 0
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_forward_passes_in_cpu_chunks_give_the_bits_of_whole_batches(monkeypatch, precision):
+    """predict and channel_activations take at most CPU_CHUNK images a pass on a CPU (faster: caches); the outputs are bit for bit
+    those of one pass per eval batch, so a float32 record made before the chunking repeats exactly."""
+    from asdkit import devices
+    from asdkit.engine import predict
+    from asdkit.models import channel_activations, make_model
+
+    torch.manual_seed(0)
+    model = make_model("compact", num_classes=10, in_channels=1, widths=(8, 16, 32)).to(memory_format=torch.channels_last)
+    for m in model.modules():  # BatchNorm statistics that are not the identity
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+    x = torch.randint(0, 256, (300, 1, 28, 28), dtype=torch.uint8)
+    norm = Normalizer((0.3,), (0.3,), CPU)
+    assert devices.forward_chunk(300, CPU) == devices.CPU_CHUNK < 300
+    monkeypatch.setattr(devices, "CPU_CHUNK", 1024)  # the passes before the chunking: one per eval batch
+    whole = predict(model, x, normalize=norm, batch_size=300, precision=precision)
+    acts = channel_activations(model, x, normalize=norm, batch_size=300)
+    monkeypatch.setattr(devices, "CPU_CHUNK", 7)
+    assert devices.forward_chunk(300, CPU) == 7 and devices.forward_chunk(300, torch.device("cuda")) == 300
+    assert torch.equal(predict(model, x, normalize=norm, batch_size=300, precision=precision), whole)
+    chunked = channel_activations(model, x, normalize=norm, batch_size=300)
+    assert all(torch.equal(chunked[k], acts[k]) for k in acts)
