@@ -76,7 +76,7 @@ def test_bf16_on_a_cpu_without_it_is_one_line_before_any_work(runs_env, monkeypa
     assert not any(runs_env.glob("*/record.pt"))
 
 
-def test_fp32_keys_its_record_as_before_the_field_and_never_autocasts(runs_env, monkeypatch):
+def test_fp32_keys_and_repeats_its_record_as_before_the_field_and_never_autocasts(runs_env, monkeypatch):
     config = tiny("fp32", "asd", epochs=4)
     before = config.to_dict()
     del before["device"], before["precision"]  # what the key was made of before the field existed
@@ -88,6 +88,14 @@ def test_fp32_keys_its_record_as_before_the_field_and_never_autocasts(runs_env, 
     real_autocast = torch.autocast
     monkeypatch.setattr(torch, "autocast", no_autocast)
     fp32 = asdkit.run(config, quiet=True)
+    from asdkit import devices
+
+    chunk = devices.CPU_CHUNK
+    monkeypatch.setattr(devices, "CPU_CHUNK", 1024)  # the engine before this field: no autocast, one pass per eval batch
+    old_engine = asdkit.run(config, quiet=True, root=runs_env / "old engine")
+    assert numbers(old_engine) == numbers(fp32)
+    assert all(torch.equal(v, weights(fp32)[k]) for k, v in weights(old_engine).items())
+    monkeypatch.setattr(devices, "CPU_CHUNK", chunk)
     monkeypatch.setattr(torch, "autocast", real_autocast)
     cpu_with_bf16(monkeypatch, True)
     bf16 = asdkit.run(tiny("bf16", "asd", epochs=4), quiet=True)
