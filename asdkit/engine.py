@@ -18,8 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import devices
-from .devices import resolve_device
+from .devices import forward_chunk, resolve_device
 from .precision import autocast
 
 __all__ = [
@@ -306,7 +305,7 @@ def predict(model: nn.Module, x: torch.Tensor, *, normalize: Normalizer, batch_s
     model.eval()
     out = []
     fn = model.features if features else model
-    step = devices.forward_chunk(batch_size, x.device)
+    step = forward_chunk(batch_size, x.device)
     with autocast(x.device, precision):
         for i in range(0, len(x), step):
             out.append(fn(normalize(x[i : i + step])).float())
