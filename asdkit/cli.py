@@ -1,6 +1,8 @@
-"""Command line (DESIGN layer 9): ``asdkit run``, ``options``, ``data``, ``course``, ``figures``, ``sweep`` and ``notebooks``.
+"""Command line: ``asdkit run``, ``options``, ``data``, ``course``, ``figures``, ``sweep`` and ``notebooks``.
 
-Every option is checked before any data is loaded or any model is trained.
+Every option is checked before any data is loaded or any model is trained. ``course prepare``,
+``figures`` and ``sweep`` are front-ends of one planner (:mod:`asdkit.planner`) with the same
+``--jobs``, ``--launcher``, ``--dry-run`` and ``--status``.
 """
 from __future__ import annotations
 
@@ -78,18 +80,19 @@ def _build_parser() -> argparse.ArgumentParser:
     c.add_argument("action", choices=["list", "prepare"], help="list: each run and whether it is done; prepare: train what is missing")
     c.add_argument("--scale", choices=SCALES, help="default $ASDKIT_SCALE, else classroom")
     c.add_argument("--only", help="comma-separated run names (see `asdkit course list`)")
+    c.add_argument("--quiet", action="store_true", help="no progress bar")
+    _launcher_arguments(c)
 
     f = sub.add_parser("figures", help="regenerate the papers' figures (and figures/README.md) from run records, training what is missing")
     f.add_argument("--scale", choices=SCALES, default="classroom", help="the runs' scale (default classroom)")
     f.add_argument("--only", help="comma-separated figure keys, e.g. asd_fig03,pipd_fig04 (default: all; `--list` names them)")
-    f.add_argument("--jobs", type=int, default=1, help="independent runs trained in parallel processes (default 1)")
     f.add_argument("--out", help="folder of the PNGs and README (default figures/ at classroom scale, figures-SCALE/ otherwise)")
     f.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps (default: the scale's)")
     f.add_argument("--no-train", action="store_true", help="draw only from existing records; a missing one is an error")
     f.add_argument("--available", action="store_true", help="train nothing; draw the figures whose records all exist, list the others")
     f.add_argument("--list", action="store_true", help="list every figure, the runs it reads at --scale and whether they exist, then exit")
     f.add_argument("--quiet", action="store_true", help="no progress bar")
-    _launcher_arguments(f, jobs=False)
+    _launcher_arguments(f)
 
     w = sub.add_parser("sweep", help="a grid of configs (or the figures' runs): what is done, what is missing, and a launcher for the missing")
     w.add_argument("--scale", choices=SCALES, default="classroom")
@@ -101,8 +104,6 @@ def _build_parser() -> argparse.ArgumentParser:
     w.add_argument("--figures", metavar="KEYS", help="the runs these figures read (comma list, or 'all') instead of a grid")
     _launcher_arguments(w)
     w.add_argument("--device", help="the runs' device (default: the scale's)")
-    w.add_argument("--dry-run", action="store_true", help="print what would be submitted, with the resources a run asks for, and exit")
-    w.add_argument("--status", action="store_true", help="print each run's state (done / running / partial / failed / missing) and exit")
     w.add_argument("--quiet", action="store_true")
 
     n = sub.add_parser("notebooks", help="write student copies of the course notebooks (solution cells removed)")
@@ -111,11 +112,12 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _launcher_arguments(p: argparse.ArgumentParser, *, jobs: bool = True) -> None:
-    """The launcher options ``sweep`` and ``figures`` share."""
-    p.add_argument("--launcher", choices=["local", "slurm", "ray"], default="local", help="local (a process pool), slurm (submitit job array), ray")
-    if jobs:
-        p.add_argument("--jobs", type=int, default=1, help="local launcher: runs at a time")
+def _launcher_arguments(p: argparse.ArgumentParser) -> None:
+    """The planner's options, the same for ``course prepare``, ``figures`` and ``sweep``."""
+    p.add_argument("--launcher", choices=["local", "slurm", "ray"], default="local", help="local (here; --jobs > 1: a process pool), slurm (submitit job array), ray")
+    p.add_argument("--jobs", type=int, default=1, help="local launcher: runs at a time (default 1, in this process)")
+    p.add_argument("--dry-run", action="store_true", help="print what would be made, with the resources a run asks for, and exit")
+    p.add_argument("--status", action="store_true", help="print each run's state (done / running / partial / failed / missing) and exit")
     p.add_argument("--partition", help="slurm: partition")
     p.add_argument("--time", type=int, default=240, help="slurm: time limit a run, minutes (a run past it is requeued and resumes)")
     p.add_argument("--gpus", type=float, default=None, help="GPUs a run (slurm: per job; ray: a fraction allowed); default 1 on slurm, 0 on ray")
@@ -128,6 +130,30 @@ def _launcher_options(args: argparse.Namespace) -> dict:
     gpus = args.gpus if args.gpus is not None else (1.0 if args.launcher == "slurm" else 0.0)
     return {"partition": args.partition, "time": args.time, "gpus": gpus, "parallel": args.parallel, "address": args.address,
             "cluster": args.cluster}
+
+
+def _plan_only(args: argparse.Namespace, configs: list) -> bool:
+    """``--status`` and ``--dry-run``, the same for every front-end of the planner: print, and say whether that was all."""
+    from . import planner
+    from .records import runs_dir
+
+    if args.jobs < 1:
+        raise ValueError(f"The '--jobs' option must be an int in [1, inf). Got {args.jobs} instead.")
+    if args.status:
+        print("\n".join(planner.summary_lines(configs)))
+        return True
+    if not args.dry_run:
+        return False
+    todo = planner.launch(configs, launcher=args.launcher, dry_run=True)
+    print("\n".join(planner.summary_lines(configs)))
+    gpus = _launcher_options(args)["gpus"]
+    runs = sum(j["kind"] == "run" for j in todo)
+    ask = {"local": f"{args.jobs} at a time on this machine", "ray": f"Ray tasks of {gpus:g} GPU(s) each at {args.address or 'a local Ray'}",
+           "slurm": f"a job array (partition {args.partition or 'default'}, {args.time} min, {gpus:g} GPU(s) a job, {args.parallel} at a time)"}
+    extra = len(todo) - runs
+    print(f"would run {runs} of {len(configs)}" + (f" and make {extra} dependencies first (clean twins, built poisons)" if extra else "")
+          + f" with the {args.launcher} launcher: {ask[args.launcher]}; records in {runs_dir()}")
+    return True
 
 
 def _options_table(defense: str | None) -> str:
@@ -147,20 +173,18 @@ def _options_table(defense: str | None) -> str:
 
 
 def _attack_options(name: str) -> str:
-    """An attack's keyword options: the default, and the scales that change it (``Attack.scales``; lab inherits classroom)."""
-    import inspect
-
+    """An attack's declared options: default (and the scales that change it; lab inherits classroom), accepted values, doc."""
     from .attacks import ATTACKS
     from .config import SCALES, _attack_scale_defaults
 
     cls = ATTACKS[name]
-    params = [p for p in inspect.signature(cls.__init__).parameters.values() if p.kind is inspect.Parameter.KEYWORD_ONLY]
     doc = (cls.__doc__ or "").strip().splitlines()[0]
     lines = [f"Options of the attack {name} (--set attack.NAME=VALUE): {doc}"]
     by_scale = {s: _attack_scale_defaults(name, s) for s in SCALES}
-    for p in params:
-        scaled = [f"{s} {values[p.name]!r}" for s, values in by_scale.items() if p.name in values]
-        lines.append(f"  {p.name:<14} default {p.default!r}" + (f" · {' · '.join(scaled)}" if scaled else ""))
+    for opt in cls.options:
+        scaled = [f"{s} {values[opt.name]!r}" for s, values in by_scale.items() if opt.name in values]
+        lines.append(f"  {opt.name:<14} default {opt.default!r}" + (f" · {' · '.join(scaled)}" if scaled else "") + f"; {opt.want}")
+        lines.append(f"  {'':<14} {opt.doc}")
     if cls.prepared:
         how = "against the run's clean twin" if cls.prepared == "surrogate" else "from its own training or inputs"
         lines.append(f"Built {how} before the first run, cached in runs/cache/ and reused (--rebuild-poison builds it anew).")
@@ -175,15 +199,15 @@ def _cmd_options(args: argparse.Namespace) -> int:
 def _cmd_run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from .config import make_config, parse_assignment
-    from .runner import run, run_seeds
+    from .config import make_config, parse_assignment, parse_seeds
+    from .planner import run, run_seeds
 
     if args.options:
         print(_options_table(args.defense))
         return 0
 
     overrides = dict(parse_assignment(a) for a in args.assignments)
-    seeds = _parse_seeds(args.seed)
+    seeds = parse_seeds(args.seed)
     for name in ("dataset", "attack", "rate", "target", "model"):
         if getattr(args, name) is not None:
             overrides[name] = getattr(args, name)
@@ -215,22 +239,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 _SHOWN = {"acc", "asr", "seconds", "record", "epochs", "reused", "phases", "lowest_class_acc", "lowest_class", "target_class_acc", "asr_meaningful", "clean_target_rate",
           "precision", "precision_reason"}
-
-
-def _parse_seeds(text: str | None) -> list[int]:
-    """``--seed``: one int, a comma list (0,1,2) or a range (0-4); [] when not given."""
-    if text is None:
-        return []
-    seeds: list[int] = []
-    try:
-        for part in str(text).split(","):
-            lo, _, hi = part.strip().partition("-")
-            seeds.extend(range(int(lo), int(hi) + 1) if hi else [int(lo)])
-    except ValueError:
-        raise ValueError(f"The 'seed' field must be a non-negative int, a comma list (0,1,2) or a range (0-4). Got {text!r} instead.") from None
-    if len(set(seeds)) != len(seeds) or not seeds:
-        raise ValueError(f"The 'seed' field lists a seed twice or none: {text!r}.")
-    return seeds
 
 
 def _asr_text(summary: dict) -> str:
@@ -306,7 +314,9 @@ def _cmd_course(args: argparse.Namespace) -> int:
             print(f"  {'done   ' if done else 'missing'}  {name:<24} notebooks {','.join(spec.notebooks):<10} {spec.about}")
         return 0
     names = [x.strip() for x in args.only.split(",")] if args.only else None
-    for s in course.prepare(at, names=names):
+    if _plan_only(args, list(course.configs(at, names).values())):
+        return 0
+    for s in course.prepare(at, names=names, jobs=args.jobs, launcher=args.launcher, options=_launcher_options(args), quiet=args.quiet):
         print(f"  {s['name']:<24} ACC {s['acc']:.2%}  ASR {s['asr']:.2%}  {s['seconds']:.0f} s{' (reused)' if s.get('reused') else ''}")
     return 0
 
@@ -315,10 +325,10 @@ def _cmd_figures(args: argparse.Namespace) -> int:
     from . import figures
     from .records import runs_dir
 
-    if args.jobs < 1:
-        raise ValueError(f"The '--jobs' option must be an int in [1, inf). Got {args.jobs} instead.")
     chosen = figures.select(args.only)
     runs, uses = figures.plan(chosen, args.scale)
+    if _plan_only(args, list(runs.values())):
+        return 0
     todo = figures.missing(runs)
     if args.list:
         for fig in chosen:
@@ -339,14 +349,12 @@ def _cmd_figures(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_sweep(args: argparse.Namespace) -> int:
+def _sweep_configs(args: argparse.Namespace) -> list:
+    """The sweep's declared set: the figures' runs, or the grid of its axes; on ``--device`` if given."""
     from dataclasses import replace
 
     from . import sweep
-    from .records import runs_dir
 
-    if args.jobs < 1:
-        raise ValueError(f"The '--jobs' option must be an int in [1, inf). Got {args.jobs} instead.")
     if args.figures:
         if any(v is not None for v in (args.defense, args.attack, args.seed, args.rate)) or args.assignments:
             raise ValueError("--figures takes the figures' own runs; it cannot be combined with --defense/--attack/--seed/--rate/--set.")
@@ -354,35 +362,29 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     else:
         axes = sweep.parse_axes(args.assignments, defense=args.defense, attack=args.attack, seed=args.seed, rate=args.rate)
         configs = sweep.grid(args.scale, axes)
-    if args.device:
-        configs = [replace(c, device=args.device) for c in configs]
-    if args.status:
-        print("\n".join(sweep.summary_lines(configs)))
+    return [replace(c, device=args.device) for c in configs] if args.device else configs
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from . import planner
+
+    configs = _sweep_configs(args)
+    if _plan_only(args, configs):
         return 0
-    options = _launcher_options(args)
-    gpus = options["gpus"]
-    if args.dry_run:
-        todo = sweep.launch(configs, launcher=args.launcher, dry_run=True)
-        print("\n".join(sweep.summary_lines(configs)))
-        ask = {"local": f"{args.jobs} at a time on this machine", "ray": f"Ray tasks of {gpus:g} GPU(s) each at {args.address or 'a local Ray'}",
-               "slurm": f"a job array of {len(todo)} (partition {args.partition or 'default'}, {args.time} min, {gpus:g} GPU(s) a job, "
-                        f"{args.parallel} at a time)"}[args.launcher]
-        print(f"would run {len(todo)} of {len(configs)} with the {args.launcher} launcher: {ask}; records in {runs_dir()}")
-        return 0
-    results = sweep.launch(configs, launcher=args.launcher, jobs=args.jobs, options=options, quiet=args.quiet)
+    results = planner.launch(configs, launcher=args.launcher, jobs=args.jobs, options=_launcher_options(args), quiet=args.quiet)
     failed = [r for r in results if r["state"] == "failed"]
     for r in results:
         line = f"  {r['state']:<14} {r['run']:<44}"
-        if r["state"] in ("done", "reused"):
+        if r["state"] in ("done", "reused") and r.get("acc") is not None:
             line += f" ACC {r['acc']:.2%}  ASR {r['asr']:.2%}" if r.get("asr") is not None else f" ACC {r['acc']:.2%}"
         elif r.get("error"):
-            line += f" {sweep.describe(r['config'])}: {r['error']}"
+            line += f" {planner.describe(r['config'])}: {r['error']}"
         print(line)
     held = [r for r in results if r["state"] == "held elsewhere"]
     if held:
         print(f"{len(held)} run(s) held by another worker; waiting for them ...")
-        sweep.wait_for([r["config"] for r in held])
-    print("\n".join(sweep.summary_lines(configs)[-1:]))
+        planner.wait_for([r["config"] for r in held])
+    print("\n".join(planner.summary_lines(configs)[-1:]))
     return 1 if failed else 0
 
 
@@ -398,7 +400,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _build_parser()
     args = parser.parse_args(argv)
     if args.version:
-        from . import __version__
+        from ._version import __version__
 
         print(__version__)
         return 0

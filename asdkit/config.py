@@ -22,9 +22,14 @@ from .options import Option, Options, check_value, choice, integer, real, resolv
 from .precision import PRECISIONS, native_bf16, resolve_precision
 
 __all__ = ["RunConfig", "SCALES", "make_config", "parse_assignment", "config_hash", "config_fields", "validate",
-           "defense_options", "defense_spec", "resolve_epochs"]
+           "defense_options", "defense_spec", "resolve_epochs", "parse_seeds", "DATA_FIELDS", "POISON_FIELDS",
+           "POISONED_SET_FIELDS"]
 
 SCALES = ("smoke", "classroom", "lab", "paper")
+# the data, the poison and the network: what every product of a run (a built poison, a SimCLR backbone) is keyed by
+DATA_FIELDS = ("dataset", "resolution", "train_size", "test_size", "seed", "model", "model_args")
+POISON_FIELDS = ("attack", "attack_args", "rate", "target", "label_mode")
+POISONED_SET_FIELDS = DATA_FIELDS + POISON_FIELDS
 
 
 @dataclass(frozen=True)
@@ -79,6 +84,11 @@ class RunConfig:
         if precision != "fp32":
             d["precision"] = precision
         return d
+
+    def poisoned_set(self) -> dict[str, Any]:
+        """The fields that make the poisoned training set and the initial network (and the precision): what a phase product depends on."""
+        key = self.key_fields()
+        return {k: key[k] for k in (*POISONED_SET_FIELDS, "precision") if k in key}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "RunConfig":
@@ -279,7 +289,7 @@ def parse_assignment(text: str) -> tuple[str, Any]:
 
 def validate(config: RunConfig) -> None:
     """Check every field, the attack's and the model's option names and every defense option; ValueError naming field, range and value."""
-    from .attacks import ATTACKS, PLANNED, attack_options
+    from .attacks import ATTACKS, PLANNED, check_attack_options
 
     if config.attack in PLANNED:
         raise ValueError(f"The 'attack' field names {config.attack!r}, planned for a later release and not implemented yet. "
@@ -288,11 +298,7 @@ def validate(config: RunConfig) -> None:
         check_value(opt, getattr(config, opt.name), "field")
     if config.epochs and config.milestones and config.milestones[-1] >= config.epochs:
         raise ValueError(f"The 'milestones' field must be epochs below 'epochs' ({config.epochs}). Got {list(config.milestones)} instead.")
-    allowed = set(attack_options(config.attack)) - {"seed"}
-    unknown = sorted(set(config.attack_args) - allowed)
-    if unknown:
-        raise ValueError(f"The 'attack_args' field has option(s) {unknown} that attack {config.attack!r} does not take; "
-                         f"it takes {sorted(allowed) or 'none'}.")
+    check_attack_options(config.attack, config.attack_args)
     allowed = _model_options(config.model)
     unknown = sorted(set(config.model_args) - allowed)
     if unknown:
@@ -320,3 +326,19 @@ def config_hash(config: RunConfig) -> str:
     d = config.key_fields()
     blob = json.dumps(d, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def parse_seeds(text: str | None) -> list[int]:
+    """``--seed``: one int, a comma list (0,1,2) or a range (0-4); [] when not given."""
+    if text is None:
+        return []
+    seeds: list[int] = []
+    try:
+        for part in str(text).split(","):
+            lo, _, hi = part.strip().partition("-")
+            seeds.extend(range(int(lo), int(hi) + 1) if hi else [int(lo)])
+    except ValueError:
+        raise ValueError(f"The 'seed' field must be a non-negative int, a comma list (0,1,2) or a range (0-4). Got {text!r} instead.") from None
+    if len(set(seeds)) != len(seeds) or not seeds:
+        raise ValueError(f"The 'seed' field lists a seed twice or none: {text!r}.")
+    return seeds

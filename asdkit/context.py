@@ -1,10 +1,12 @@
-"""What a defense sees (DESIGN layer 6): the training set without ground truth, trusted seeds, the model, the engine's verbs.
+"""What a defense sees: the training set without ground truth, trusted seeds, the model, the engine's verbs.
 
 A :class:`Context` is handed to every phase of a defense. It holds the poisoned training
 set only as :class:`~asdkit.engine.Images` (images and *observed* labels), the clean seed
 samples the runner drew for it (the defender's trusted data, 002 Section 4.1), the model,
 the current phase's optimiser, scheduler and progress bar, a ``state`` dict that survives a
-resume, and verbs: score, train an epoch, evaluate, log, named random streams, snapshots.
+resume, and verbs: score, train an epoch or a semi-supervised epoch, evaluate, log, named random
+streams, snapshots, products a later run reuses. What one epoch logs is one :class:`EpochLog`,
+which the runner takes after the epoch (:meth:`Context.take_log`).
 It never holds the runner, the record or the :class:`~asdkit.attacks.PoisonedSet`: which
 samples are poisoned, and their true labels, are out of a defense's reach (tested). Pool
 statistics that need the ground truth (poisoned samples in D_C, TPR, FPR) are computed by
@@ -14,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -22,8 +24,33 @@ from torch import nn
 from .config import RunConfig
 from .engine import EpochResult, Images, WeightAverage, evaluate, predict, score, stream, train_epoch, train_steps
 from .options import Options
+from .phases import Product
+from .records import load_checked
 
-__all__ = ["Context", "Evaluator"]
+__all__ = ["Context", "Evaluator", "EpochLog", "Products"]
+
+
+@dataclass
+class EpochLog:
+    """What a defense logged during one epoch (or before its first): metrics, per-sample arrays, snapshots, its pool, faults."""
+
+    metrics: dict[str, Any] = field(default_factory=dict)
+    arrays: dict[str, torch.Tensor] = field(default_factory=dict)
+    snapshots: dict[str, dict[str, Any]] = field(default_factory=dict)
+    pool_score: torch.Tensor | None = None  # the score clean-hard samples are ranked by (with the logged clean_pool)
+    hard_fraction: float = 0.1
+    faults: dict[str, float] = field(default_factory=dict)  # state key -> share to swap (003 Table 3)
+
+
+@dataclass(frozen=True)
+class Products:
+    """Where phase products are cached (``<runs>/cache``), and whether this run may read them (a resumed run keeps its own)."""
+
+    folder: Path
+    readable: bool = True
+
+    def path(self, product: Product) -> Path:
+        return self.folder / f"{product.name}-{product.key}.pt"
 
 
 @dataclass(frozen=True)
@@ -56,20 +83,16 @@ class Context:
     evaluator: Evaluator
     folder: Path
     precision: str = "fp32"  # of training steps (fp32 | bf16, resolved by the runner); scoring is always float32
+    products: Products | None = None  # the cache of phase products (None: none is read or written)
     state: dict[str, Any] = field(default_factory=dict)  # defense state that must survive a resume (tensors, numbers)
+    scratch: dict[str, Any] = field(default_factory=dict)  # what a defense recomputes after a resume (not saved)
     average: WeightAverage | None = None  # an evaluation copy (ACC/ASR are measured on it when set)
-    # set by the runner for the phase being run
+    # the phase being run (:meth:`enter`)
     phase: str = ""
     optimizer: torch.optim.Optimizer | None = None
     scheduler: Any = None
     progress: Any = None
-    # what this epoch logged, collected by the runner after each epoch
-    pending: dict[str, Any] = field(default_factory=dict)
-    pending_arrays: dict[str, torch.Tensor] = field(default_factory=dict)
-    pending_snapshots: dict[str, dict[str, Any]] = field(default_factory=dict)
-    pool_score: torch.Tensor | None = None
-    pool_hard_fraction: float = 0.1
-    pending_faults: dict[str, float] = field(default_factory=dict)
+    epoch_log: EpochLog = field(default_factory=EpochLog)  # what is being logged, taken by the runner after each epoch
 
     # -- facts about the data --------------------------------------------------------------
     @property
@@ -88,6 +111,16 @@ class Context:
     @property
     def device(self) -> torch.device:
         return self.data.device
+
+    # -- the runner's side ------------------------------------------------------------------
+    def enter(self, phase: str, optimizer: torch.optim.Optimizer | None, scheduler: Any, progress: Any = None) -> None:
+        """Start phase ``phase`` with its optimiser, lr scheduler and progress bar."""
+        self.phase, self.optimizer, self.scheduler, self.progress = phase, optimizer, scheduler, progress
+
+    def take_log(self) -> EpochLog:
+        """What was logged since the last call; the next epoch logs into a fresh :class:`EpochLog`."""
+        log, self.epoch_log = self.epoch_log, EpochLog()
+        return log
 
     # -- randomness -----------------------------------------------------------------------
     def stream(self, purpose: str, *parts: object) -> torch.Generator:
@@ -129,6 +162,12 @@ class Context:
         return train_steps(self.model, steps, objective, self.optimizer, scheduler=self.scheduler, average=self.average,
                            progress=self.progress, precision=self.precision)
 
+    def semi(self, method, data: Images, labelled: torch.Tensor, *, epoch: int, config, average: bool = True) -> dict[str, Any]:
+        """One epoch of a semi-supervised pool operation (``semi.SEMI_METHODS``) on ``data``, ``labelled`` the clean pool, with this phase's optimiser."""
+        return method(self.model, data, labelled, self.optimizer, epoch=epoch, config=config, generator=self.stream("mixmatch", epoch),
+                      scheduler=self.scheduler, average=self.average if average else None, progress=self.progress,
+                      precision=self.precision)
+
     def evaluate(self, model: nn.Module | None = None) -> dict[str, Any]:
         """ACC and ASR now, of ``model`` (default: the weight average if kept, else the trained model)."""
         return self.evaluator(model or (self.average.model if self.average is not None else self.model))
@@ -136,8 +175,8 @@ class Context:
     # -- what a defense writes -------------------------------------------------------------
     def log(self, arrays: dict[str, torch.Tensor] | None = None, **metrics: Any) -> None:
         """Add scalar metrics and per-sample arrays to the epoch being run."""
-        self.pending.update(metrics)
-        self.pending_arrays.update(arrays or {})
+        self.epoch_log.metrics.update(metrics)
+        self.epoch_log.arrays.update(arrays or {})
 
     def log_pool(self, clean_pool: torch.Tensor, *, score: torch.Tensor | None = None, hard_fraction: float = 0.1) -> None:
         """Record this epoch's clean pool D_C (a bool mask over the training set).
@@ -146,8 +185,8 @@ class Context:
         samples in D_C, where clean-hard are the ``hard_fraction``·N clean samples of largest
         ``score``: 002 Section 5.2, 5,000 of 50,000).
         """
-        self.pool_score = None if score is None else score.detach().float().cpu()
-        self.pool_hard_fraction = hard_fraction
+        self.epoch_log.pool_score = None if score is None else score.detach().float().cpu()
+        self.epoch_log.hard_fraction = hard_fraction
         self.log(arrays={"clean_pool": clean_pool.detach().cpu().clone()}, pool_size=int(clean_pool.sum()),
                  pool_per_class=torch.bincount(self.labels[clean_pool.cpu()], minlength=self.num_classes).tolist())
 
@@ -158,11 +197,11 @@ class Context:
         paper's authors did by hand: the defense only learns that its mask was changed.
         """
         if ratio > 0:
-            self.pending_faults[key] = float(ratio)
+            self.epoch_log.faults[key] = float(ratio)
 
     def snapshot(self, name: str, **values: Any) -> None:
         """Store tensors or numbers under the record's snapshot ``name`` (what a figure needs at a named moment)."""
-        self.pending_snapshots.setdefault(name, {}).update(values)
+        self.epoch_log.snapshots.setdefault(name, {}).update(values)
 
     def save_weights(self, name: str, *, model: nn.Module | None = None, file: str | None = None, **info: Any) -> None:
         """Save weights (default the trained model's) once as ``<name>.pt``; the snapshot ``name`` points to the file."""
@@ -194,3 +233,28 @@ class Context:
     def keep_average(self, decay: float) -> None:
         """Keep an exponential moving average of the weights (MixMatch's evaluation model); ACC/ASR are then measured on it."""
         self.average = WeightAverage(self.model, decay)
+
+    # -- modules and products ------------------------------------------------------------
+    def attach(self, name: str, factory: Callable[[], nn.Module]) -> None:
+        """Add a module (a projection head) to the model, initialised from the run's seed as the model is; global RNG state kept."""
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.config.seed)
+            module = factory()
+        setattr(self.model, name, module.to(self.device))
+
+    def reuse(self, product: Product) -> bool:
+        """Load ``product`` if a run cached it (weights into the model, its state into ``state``); whether it was there."""
+        if self.products is None or not self.products.readable or not self.products.path(product).exists():
+            return False
+        cached = load_checked(self.products.path(product), required=("model", "state"))
+        self.model.load_state_dict(cached["model"])
+        self.state.update(cached["state"])
+        return True
+
+    def keep(self, product: Product) -> None:
+        """Cache ``product`` now: the model's weights and the ``state`` entries it names (the runner calls it when its phase ends)."""
+        if self.products is not None:
+            from ._io import save_atomic
+
+            save_atomic({"model": self.model.state_dict(), "state": {k: self.state[k] for k in product.state}, "key": product.key},
+                        self.products.path(product))

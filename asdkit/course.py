@@ -2,7 +2,8 @@
 
 A notebook never trains in a cell of its own: it asks :func:`record` for a named run, which
 loads the finished record (seconds) or runs it once (resumable, like every run). An
-instructor runs ``asdkit course prepare`` the evening before, and the class starts warm.
+instructor runs ``asdkit course prepare`` the evening before, and the class starts warm. The
+course only declares its runs (:data:`COURSE`); the planner (:mod:`asdkit.planner`) makes them.
 """
 from __future__ import annotations
 
@@ -10,11 +11,11 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import planner
 from .config import SCALES, make_config
-from .records import Record, runs_dir
-from .runner import finished_record, run
+from .records import Record, finished_record, run_folder
 
-__all__ = ["CourseRun", "COURSE", "scale", "config", "record", "prepare", "status"]
+__all__ = ["CourseRun", "COURSE", "scale", "config", "configs", "record", "prepare", "status"]
 
 
 @dataclass(frozen=True)
@@ -81,26 +82,35 @@ def record(name: str, at: str | None = None, *, quiet: bool = True, **overrides:
     cfg = config(name, at, **overrides)
     rec = finished_record(cfg)
     if rec is None:
-        rec = Record.load(run(cfg, quiet=quiet)["record"])
+        rec = Record.load(planner.run(cfg, quiet=quiet)["record"])
     return rec
+
+
+def configs(at: str | None = None, names: list[str] | None = None) -> dict[str, Any]:
+    """The course's declared runs (or ``names``) at scale ``at``: name -> config, every name checked."""
+    names = list(names or COURSE)
+    for n in names:
+        _spec(n)
+    return {n: config(n, at) for n in names}
 
 
 def status(at: str | None = None) -> list[tuple[str, bool]]:
     """(name, finished?) of every course run at scale ``at``."""
-    return [(name, finished_record(config(name, at)) is not None) for name in COURSE]
+    return [(name, finished_record(cfg) is not None) for name, cfg in configs(at).items()]
 
 
-def prepare(at: str | None = None, *, names: list[str] | None = None, quiet: bool = False) -> list[dict[str, Any]]:
-    """Train every course run (or ``names``) at scale ``at`` that is not finished yet; returns their summaries."""
-    from tqdm.auto import tqdm
-
-    at = at or scale()
-    names = list(names or COURSE)
-    for n in names:
-        _spec(n)  # every name checked before anything trains
-    summaries = []
-    bar = tqdm(names, desc=f"course runs ({at}) in {runs_dir()}", unit="run", disable=quiet)
-    for n in bar:
-        bar.set_postfix_str(n)
-        summaries.append({"name": n, **run(config(n, at), quiet=quiet)})
-    return summaries
+def prepare(at: str | None = None, *, names: list[str] | None = None, quiet: bool = False, jobs: int = 1, launcher: str = "local",
+            options: dict | None = None) -> list[dict[str, Any]]:
+    """Make every course run (or ``names``) at scale ``at`` that is not finished yet; the summaries of all of them, by name."""
+    named = configs(at or scale(), names)
+    results = planner.launch(list(named.values()), jobs=jobs, launcher=launcher, options=options, quiet=quiet)
+    failed = [r for r in results if r["state"] == "failed"]
+    if failed:
+        raise RuntimeError(f"{len(failed)} course run(s) failed: " + "; ".join(f"{r['run']}: {r['error']}" for r in failed[:3]))
+    planner.wait_for(list(named.values()))
+    trained = {r["run"] for r in results if r["kind"] == "run" and r["state"] == "done"}
+    out = []
+    for n, c in named.items():  # every one is finished now: its record's summary
+        summary = planner.train(c, quiet=True)
+        out.append({"name": n, **summary, "reused": run_folder(c).name not in trained})
+    return out

@@ -1,14 +1,15 @@
-"""The cluster launchers of :func:`asdkit.sweep.launch`: submitit job arrays (SLURM) and Ray tasks, imported only when used.
+"""Where the planner's groups of jobs run: a local process pool, submitit job arrays (SLURM) or Ray tasks.
 
-Both only call :func:`asdkit.sweep._run_one` on a config somewhere: the record store (a path
-every worker sees) and its per-record locks do the rest. A pre-empted SLURM job is requeued by
-submitit and its run resumes from its record's last finished epoch.
+Each launcher only calls the planner's ``worker(group, root, threads)`` on each group somewhere
+(one result list per group): the record store (a path every worker sees) and its per-record
+locks do the rest. submitit and Ray are imported only when used; a pre-empted SLURM job is
+requeued by submitit and its run resumes from its record's last finished epoch.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["slurm", "ray", "slurm_parameters"]
+__all__ = ["local", "slurm", "ray", "slurm_parameters"]
 
 
 def _needs(module: str, extra: str):
@@ -20,22 +21,51 @@ def _needs(module: str, extra: str):
         raise ValueError(f"The {extra} launcher needs {module}: pip install 'asdkit[{extra}]' (or pip install {module}).") from None
 
 
+def _failed(exc: BaseException, group: list, prefix: str = "") -> list[dict]:
+    """One failure per job of a group whose worker itself died (memory, a signal, a lost node)."""
+    return [{"state": "failed", "error": f"{prefix}{type(exc).__name__}: {str(exc)[-600:]}"}] * len(group)
+
+
+def local(groups, *, worker, root: Path, jobs: int = 1, quiet: bool = False) -> list[list[dict]]:
+    """``jobs`` processes here, one thread share each; a group's jobs in order in one process."""
+    import multiprocessing as mp
+    import os
+    from concurrent.futures import ProcessPoolExecutor
+
+    from tqdm.auto import tqdm
+
+    threads = max(1, (os.cpu_count() or 1) // max(1, jobs)) if jobs > 1 else 0
+    bar = tqdm(total=sum(len(g) for g in groups), desc=f"runs, {jobs} at a time", unit="run", disable=quiet)
+    results: list[list[dict]] = []
+    with ProcessPoolExecutor(max_workers=max(1, jobs), mp_context=mp.get_context("spawn")) as pool:
+        futures = [pool.submit(worker, [j.to_dict() for j in g], str(root), threads) for g in groups]
+        for g, f in zip(groups, futures):
+            try:
+                results.append(f.result())
+            except Exception as exc:  # noqa: BLE001 - the worker itself died: every job of it failed
+                results.append(_failed(exc, g))
+            bar.update(len(g))
+    bar.close()
+    return results
+
+
 class _Job:
-    """A submitit job that runs one config; on pre-emption or timeout it requeues itself (the record resumes)."""
+    """A submitit job that makes one group; on pre-emption or timeout it requeues itself (the records resume)."""
 
-    def __call__(self, config: dict, root: str) -> dict:
-        from .sweep import _run_one
+    def __init__(self, worker) -> None:
+        self.worker = worker
 
-        return _run_one(config, root)
+    def __call__(self, group: list, root: str) -> list:
+        return self.worker(group, root)
 
-    def checkpoint(self, config: dict, root: str):
+    def checkpoint(self, group: list, root: str):
         import submitit
 
-        return submitit.helpers.DelayedSubmission(self, config, root)
+        return submitit.helpers.DelayedSubmission(self, group, root)
 
 
 def slurm_parameters(options: dict) -> dict:
-    """submitit's parameters from the sweep's options: partition, time limit (min), GPUs per run, array parallelism."""
+    """submitit's parameters from the launcher options: partition, time limit (min), GPUs per job, array parallelism."""
     p = {"timeout_min": int(options.get("time", 240)), "gpus_per_node": int(options.get("gpus", 1)),
          "cpus_per_task": int(options.get("cpus", 4)), "slurm_array_parallelism": int(options.get("parallel", 32)),
          "name": "asdkit"}
@@ -44,44 +74,36 @@ def slurm_parameters(options: dict) -> dict:
     return p
 
 
-def slurm(todo, *, root: Path, options: dict, quiet: bool = False) -> list[dict]:
-    """Submit the missing runs as one job array; wait for them; return one result per run (a failure keeps its error)."""
+def slurm(groups, *, worker, root: Path, options: dict, quiet: bool = False) -> list[list[dict]]:
+    """Submit the groups as one job array; wait for them; one result list per group (a failure keeps its error)."""
     submitit = _needs("submitit", "slurm")
-    from .runner import run_folder
-
     cluster = options.get("cluster")  # None: SLURM if present; "local" / "debug": this machine (tests)
     ex = submitit.AutoExecutor(folder=Path(root) / "submitit" / "%j", cluster=cluster)
     params = slurm_parameters(options)
     if cluster in ("local", "debug"):
         params = {"timeout_min": params["timeout_min"], "name": params["name"]}
     ex.update_parameters(**params)
-    job = _Job()
-    jobs = ex.map_array(job, [c.to_dict() for c in todo], [str(root)] * len(todo))
+    jobs = ex.map_array(_Job(worker), [[j.to_dict() for j in g] for g in groups], [str(root)] * len(groups))
     results = []
-    for c, j in zip(todo, jobs):
+    for g, job in zip(groups, jobs):
         try:
-            res = j.result()
-        except Exception as exc:  # noqa: BLE001 - reported with its config and the job's id
-            res = {"state": "failed", "error": f"job {j.job_id}: {str(exc)[-600:]}"}
-        results.append({"config": c, "run": run_folder(c, root).name, **res})
+            results.append(job.result())
+        except Exception as exc:  # noqa: BLE001 - reported with its jobs and the array job's id
+            results.append(_failed(exc, g, f"job {job.job_id}: "))
     return results
 
 
-def ray(todo, *, root: Path, options: dict, quiet: bool = False) -> list[dict]:
-    """Run the missing runs as Ray tasks (``gpus`` per task, fractions allowed) on the cluster at ``address`` or a local one."""
+def ray(groups, *, worker, root: Path, options: dict, quiet: bool = False) -> list[list[dict]]:
+    """Run the groups as Ray tasks (``gpus`` per task, fractions allowed) on the cluster at ``address`` or a local one."""
     ray_ = _needs("ray", "ray")
-    from .runner import run_folder
-    from .sweep import _run_one
-
     if not ray_.is_initialized():
         ray_.init(address=options.get("address"), ignore_reinit_error=True, include_dashboard=False, log_to_driver=False)
-    task = ray_.remote(num_gpus=float(options.get("gpus", 0)), num_cpus=float(options.get("cpus", 1)), max_retries=2)(_run_one)
-    refs = [task.remote(c.to_dict(), str(root), int(options.get("threads", 1))) for c in todo]
+    task = ray_.remote(num_gpus=float(options.get("gpus", 0)), num_cpus=float(options.get("cpus", 1)), max_retries=2)(worker)
+    refs = [task.remote([j.to_dict() for j in g], str(root), int(options.get("threads", 1))) for g in groups]
     results = []
-    for c, ref in zip(todo, refs):
+    for g, ref in zip(groups, refs):
         try:
-            res = ray_.get(ref)
+            results.append(ray_.get(ref))
         except Exception as exc:  # noqa: BLE001
-            res = {"state": "failed", "error": f"{type(exc).__name__}: {str(exc)[-600:]}"}
-        results.append({"config": c, "run": run_folder(c, root).name, **res})
+            results.append(_failed(exc, g))
     return results

@@ -9,19 +9,18 @@ their epochs (ASD's three stages); every other phase has its own. The runner res
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 import torch
 from torch import nn
 
 from .models import last_layers, train_only, unfreeze
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .context import Context
-
-__all__ = ["Optim", "Phase", "lr_factor", "trainable_modules", "build_optimizers"]
+__all__ = ["Optim", "Phase", "Product", "lr_factor", "trainable_modules", "build_optimizers"]
 
 
 def lr_factor(schedule: str, t: float, epochs: float, milestones: tuple = ()) -> float:
@@ -71,7 +70,27 @@ class Optim:
             raise ValueError(f"The 'schedule' parameter of Optim must be 'onecycle', 'cosine', 'multistep' or 'constant'. Got {self.schedule!r} instead.")
 
 
-EpochFn = Callable[["Context", int], "dict[str, Any] | None"]
+EpochFn = Callable[[Any, int], "dict[str, Any] | None"]  # (the Context, epoch) -> metrics
+
+
+@dataclass(frozen=True)
+class Product:
+    """What a phase leaves that a later run can start from: the model's weights and some ``ctx.state``, cached under a key.
+
+    ``key`` hashes everything the product depends on (:meth:`of`: the poisoned set, the network
+    and the options the phase reads); a run whose product is cached skips the phase and loads it
+    instead (:meth:`asdkit.context.Context.reuse`; DBD's SimCLR backbone, 004 §4.2).
+    """
+
+    name: str
+    key: str
+    state: tuple[str, ...] = ()  # the ctx.state entries kept with the weights
+
+    @classmethod
+    def of(cls, config: Any, name: str, depends: dict[str, Any], *, state: tuple[str, ...] = ()) -> "Product":
+        """The product ``name`` of ``config``'s run: keyed by its poisoned set and network (``RunConfig.poisoned_set``) and ``depends``."""
+        blob = json.dumps({**config.poisoned_set(), name: depends}, sort_keys=True, default=str)
+        return cls(name, hashlib.sha256(blob.encode()).hexdigest()[:12], state)
 
 
 @dataclass(frozen=True)
@@ -80,21 +99,33 @@ class Phase:
 
     ``run(ctx, epoch)`` trains one epoch (with ``ctx.optimizer``, ``ctx.scheduler``,
     ``ctx.progress``) and may return metrics; ``epoch`` counts from ``first_epoch``.
-    ``steps`` is the number of optimiser steps one epoch takes (the progress bar and the lr
-    schedule). ``train`` says which modules the optimiser holds: ``"all"``, ``"head"`` (the
-    linear layer; the rest frozen with its BatchNorm statistics) or ``"last:K"`` (the last K
-    layer groups). ``evaluate``: measure ACC/ASR after every epoch (the record's curves).
+    An epoch's optimiser steps (the progress bar and the lr schedule) are ``steps`` when
+    given (MixMatch's iterations), else derived from the ``samples`` an epoch visits in
+    batches of ``batch_size`` (the last one partial unless ``drop_last``). ``train`` says which
+    modules the optimiser holds: ``"all"``, ``"head"`` (the linear layer; the rest frozen with
+    its BatchNorm statistics) or ``"last:K"`` (the last K layer groups). ``evaluate``: measure
+    ACC/ASR after every epoch (the record's curves). ``product``: the phase's result is cached
+    and reused (:class:`Product`).
     """
 
     name: str
     epochs: int
-    steps: int
     run: EpochFn
     optim: Optim
+    steps: int = -1
+    samples: int = 0
+    batch_size: int = 1
+    drop_last: bool = False
     optimizer: str = ""  # key of a shared optimiser; "" = this phase's own
     train: str = "all"
     first_epoch: int = 0
     evaluate: bool = True
+    product: Product | None = None
+
+    def __post_init__(self) -> None:
+        if self.steps < 0:  # one step per batch of the samples an epoch visits
+            steps = self.samples // self.batch_size if self.drop_last else -(-self.samples // self.batch_size)
+            object.__setattr__(self, "steps", steps)
 
     @property
     def key(self) -> str:

@@ -1,8 +1,9 @@
-"""Prepared attacks (issue 13): the poison that needs a model or an optimisation is built once, cached, reused.
+"""Prepared attacks: the poison that needs a model or an optimisation is built once, cached, reused.
 
 An attack with ``prepared == "surrogate"`` (CLB, ASD's adaptive attacks) is optimised against
 the run's *clean twin*: no defense's recipe at the run's scale, on the same images and network,
-with no poison, itself an ordinary record (trained once, reused by every run that needs it). One
+with no poison, itself an ordinary record (the planner trains it first, once, for every run that
+needs it: :mod:`asdkit.planner`). One
 with ``prepared == "own"`` (IAB) trains its own networks; Refool's build reads its reflection
 images from another data set. What a build returns is kept in ``<runs>/cache/<attack>-<key>.pt``,
 keyed by everything it depends on (the clean twin's config, which names the data; the attack
@@ -19,15 +20,16 @@ from pathlib import Path
 import torch
 
 from ._io import save_atomic
-from .config import RunConfig, config_hash, make_config, validate
+from .config import DATA_FIELDS, RunConfig, config_hash, make_config, validate
+from .records import finished_record
 
 __all__ = ["POISON_FORMAT", "surrogate_config", "poison_cache", "check_prepared", "prepare_attack"]
 
 POISON_FORMAT = "asdkit-poison/2"
 
 
-# What a poisoned set is made of: the images, the network, the seed (not the defense or its schedule).
-_DATA_FIELDS = ("dataset", "resolution", "train_size", "test_size", "seed", "target", "model", "model_args", "device")
+# What the clean twin shares with its run: the images, the network, the seed, the target, the device (not the defense).
+_TWIN_FIELDS = (*DATA_FIELDS, "target", "device")
 
 
 def surrogate_config(config: RunConfig) -> RunConfig:
@@ -36,7 +38,7 @@ def surrogate_config(config: RunConfig) -> RunConfig:
     It depends on the data, not on the defense, so every defense of a scale faces the same poisoned set; it trains in
     float32 whatever the run's precision, so a bfloat16 run and a float32 one face the same poison too.
     """
-    same = {name: getattr(config, name) for name in _DATA_FIELDS}
+    same = {name: getattr(config, name) for name in _TWIN_FIELDS}
     return make_config(config.scale, defense="none", overrides={**same, "rate": 0.0, "precision": "fp32"})
 
 
@@ -74,15 +76,16 @@ def _network(config: RunConfig, train) -> torch.nn.Module:
     return make_model(config.model, num_classes=train.num_classes, in_channels=train.shape[0], **config.model_args)
 
 
-def _surrogate(config: RunConfig, train, *, root: Path, device: torch.device, quiet: bool):
-    """The trained clean twin (trained now if it has no record yet) and its summary."""
-    from .runner import run
-
+def _surrogate(config: RunConfig, train, *, root: Path, device: torch.device):
+    """The trained clean twin (the planner trains it first: :func:`asdkit.planner.run`) and its summary."""
     twin = surrogate_config(config)
-    summary = run(twin, root=root, quiet=quiet)
+    rec = finished_record(twin, root)
+    if rec is None:
+        raise ValueError(f"The {config.attack} poison is built against the clean twin {config_hash(twin)} under {root}, which is not "
+                         "trained yet: asdkit.run(config) (or `asdkit run`, a sweep, the figures, the course) trains it first.")
     model = _network(twin, train)
-    model.load_state_dict(torch.load(Path(summary["record"]) / "model.pt", map_location="cpu", weights_only=True))
-    return model.to(device).eval(), summary
+    model.load_state_dict(torch.load(rec.path.parent / "model.pt", map_location="cpu", weights_only=True))
+    return model.to(device).eval(), rec.summary
 
 
 def check_prepared(config: RunConfig, attack) -> None:
@@ -112,7 +115,7 @@ def prepare_attack(config: RunConfig, train, attack, *, root: Path, device: torc
         return source
     surrogate, note = None, ""
     if attack.prepared == "surrogate":
-        surrogate, summary = _surrogate(config, train, root=root, device=device, quiet=quiet)
+        surrogate, summary = _surrogate(config, train, root=root, device=device)
         note = f" against the clean twin (ACC {summary['acc']:.1%})"
 
     inputs = BuildInputs(data=train, target=config.target, label_mode=config.label_mode,

@@ -1,4 +1,4 @@
-"""Run records (DESIGN layer 7): one folder per run, keyed by a hash of its config, written atomically.
+"""Run records: one folder per run, keyed by a hash of its config, written atomically, with checkpoints and provenance.
 
 A run folder ``<runs>/<defense>-<attack>-<hash>/`` holds
 
@@ -20,14 +20,20 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from ._io import save_atomic
+from ._version import __version__
+from .config import RunConfig, config_hash
 
-__all__ = ["Record", "RecordError", "save_atomic", "load_checked", "runs_dir", "FORMAT"]
+__all__ = ["Record", "RecordError", "save_atomic", "load_checked", "runs_dir", "run_folder", "finished_record", "FORMAT",
+           "code_version", "cpu_name", "machine", "CHECKPOINT"]
+
+CHECKPOINT = "checkpoint.pt"  # model, optimisers, schedulers, weight average and defense state after the last finished epoch
 
 FORMAT = 1
 
@@ -39,6 +45,63 @@ class RecordError(ValueError):
 def runs_dir() -> Path:
     """Where runs are stored: ``$ASDKIT_RUNS`` or ``./runs``."""
     return Path(os.environ.get("ASDKIT_RUNS", "runs"))
+
+
+def run_folder(config: RunConfig, root: Path | None = None) -> Path:
+    """Where the record of ``config`` lives: ``<runs>/<defense>-<attack>-<config hash>``."""
+    return Path(root or runs_dir()) / f"{config.defense}-{config.attack}-{config_hash(config)}"
+
+
+def finished_record(config: RunConfig, root: Path | None = None) -> "Record | None":
+    """The finished record of ``config`` if there is one (an interrupted or missing run: None)."""
+    path = run_folder(config, root) / "record.pt"
+    if not path.exists():
+        return None
+    rec = Record.load(path)
+    return rec if rec.status == "done" else None
+
+
+def code_version() -> str:
+    """The package version and, in a git checkout, the commit: the code that wrote a record."""
+    try:
+        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
+                             cwd=Path(__file__).parent).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        sha = ""
+    return f"{__version__}+{sha}" if sha else __version__
+
+
+def cpu_name(cpuinfo: str) -> str:
+    """The first processor's model name in /proc/cpuinfo; a bare name ("AMD EPYC", as VMs give) gets its family and model numbers."""
+    fields: dict[str, str] = {}
+    for line in cpuinfo.splitlines():
+        key, sep, value = line.partition(":")
+        if not sep:
+            if fields:  # the blank line after the first processor
+                break
+            continue
+        fields.setdefault(key.strip(), value.strip())
+    name = fields.get("model name", "")
+    if name and not any(ch.isdigit() for ch in name) and "cpu family" in fields and "model" in fields:
+        name += f" (family {fields['cpu family']}, model {fields['model']})"  # two EPYC generations both say "AMD EPYC"
+    return name
+
+
+def machine(device: torch.device | str) -> str:
+    """The processor a run's seconds were measured on ("AMD EPYC (family 25, model 1), 2 threads", "NVIDIA H200"): results repeat on one machine only."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    if device.type == "mps":
+        return "Apple MPS"
+    try:
+        name = cpu_name(Path("/proc/cpuinfo").read_text())
+    except OSError:
+        name = ""
+    import platform
+
+    threads = torch.get_num_threads()
+    return f"{name or platform.processor() or platform.machine()}, {threads} thread{'s' * (threads != 1)}"
 
 
 def load_checked(path: Path, *, required: tuple[str, ...] = ()) -> dict:

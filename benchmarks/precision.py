@@ -34,7 +34,7 @@ from asdkit.precision import resolve_precision
 
 
 def machine_line() -> str:
-    from asdkit.runner import machine
+    from asdkit.records import machine
 
     return machine("cpu")
 

@@ -19,7 +19,8 @@ from asdkit.engine import score
 from asdkit.losses import cross_entropy, sce_loss
 from asdkit.models import CompactResNet, ResNet18, make_model, meta_layers_default
 from asdkit.records import Record, load_checked
-from asdkit.runner import Run, run_folder
+from asdkit.records import run_folder
+from asdkit.runner import Run
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -207,13 +208,15 @@ def test_stages_as_the_command_line_parses_them_is_accepted():
 
 
 def fake_run(labels, is_poison, *, seed=0):
-    """The attributes of a Run that Run._draw_seeds reads: the ground truth and the config's seed."""
+    """What preparation.draw_seeds reads: the ground truth and the config's seed."""
     truth = SimpleNamespace(observed_label=labels, is_poison=is_poison, poison_index=is_poison.nonzero().flatten())
     return SimpleNamespace(truth=truth, config=SimpleNamespace(seed=seed, defense="asd"))
 
 
 def draw_seeds(r, per_class, poisoned=0):
-    return Run._draw_seeds(r, per_class, poisoned)
+    from asdkit.preparation import draw_seeds as draw
+
+    return draw(r.truth, r.config, per_class, poisoned)
 
 
 def poisoned_labels(n=400, classes=10, rate=0.1, seed=0):

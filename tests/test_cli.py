@@ -47,7 +47,7 @@ def test_run_prints_a_summary_line_then_json(runs_env, capsys):
     (["run", "--rate", "1.5"], "'rate'"),
     (["run", "--target", "-1"], "'target'"),
     (["run", "--attack", "lira"], "'attack'"),
-    (["run", "--attack", "iab", "--set", "attack.epochs=0"], "The 'epochs' parameter of IAB must be an int >= 1. Got 0 instead."),
+    (["run", "--attack", "iab", "--set", "attack.epochs=0"], "The 'attack_args' field's option 'epochs' of attack 'iab' must be an int in [1, inf). Got 0 instead."),
     (["run", "--attack", "refool", "--set", "attack.reflections=no-such.npz"], "no-such.npz"),
     (["run", "--set", "epochz=3"], "epochz"),
     (["run", "--set", "no_equals_sign"], "key=value"),
@@ -124,7 +124,7 @@ def test_set_device_is_not_ignored(runs_env, monkeypatch):
         seen["device"] = config.device
         return {"acc": 0.5, "asr": 0.5, "seconds": 0.0, "record": "x", "epochs": 1}
 
-    monkeypatch.setattr("asdkit.runner.run", fake_run)
+    monkeypatch.setattr("asdkit.planner.run", fake_run)
     assert main(["run", *TINY, "--quiet", "--device", "cpu"]) == 0
     assert seen["device"] == "cpu"
     assert main(["run", *TINY, "--quiet", "--set", "device=cuda:0"]) == 0

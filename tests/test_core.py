@@ -19,7 +19,8 @@ from asdkit import make_config
 from asdkit.config import SCALES, config_fields, resolve_epochs, validate
 from asdkit.defenses import DEFENSES
 from asdkit.records import Record, load_checked
-from asdkit.runner import Run, run_folder
+from asdkit.records import run_folder
+from asdkit.runner import Run
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -140,7 +141,7 @@ def test_a_bad_defense_option_fails_in_under_a_second_before_any_data_loads(monk
     def boom(*a, **k):
         pytest.fail("data loaded")
 
-    monkeypatch.setattr("asdkit.runner.load", boom)
+    monkeypatch.setattr("asdkit.preparation.load", boom)
     t0 = time.perf_counter()
     assert main(["run", "--defense", "asd", "--set", "defense.gamma=1.5"]) == 2
     assert time.perf_counter() - t0 < 1.0

@@ -103,9 +103,9 @@ def test_the_backbone_cache_is_reused_when_only_later_stages_change(tiny_run, ru
     from asdkit.context import Context
 
     monkeypatch.setattr(Context, "snapshot_features", lambda *a, **k: pytest.fail("a pre-flight computed features"))
-    asdkit.runner.preflight([tiny(**{"defense.filter_rate": 0.3})], root)  # reads the cached backbone, no feature pass
+    asdkit.preparation.preflight([tiny(**{"defense.filter_rate": 0.3})], root)  # reads the cached backbone, no feature pass
     # a SimCLR option enters the key: no reuse
-    key = lambda c: dbd.backbone_key(c, defense_options(c))  # noqa: E731
+    key = lambda c: dbd.backbone(c, defense_options(c)).key  # noqa: E731
     assert key(tiny(**{"defense.tau": 0.2})) != key(tiny()) != key(tiny(seed=1))
     assert key(tiny(**{"defense.filter_rate": 0.3, "defense.head_epochs": 3})) == key(tiny())
 

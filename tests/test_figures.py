@@ -51,7 +51,7 @@ def smoke_records(fmnist_dir, tmp_path_factory):
     """One finished smoke record per defense against BadNets (the configs the figures name at smoke scale)."""
     import torch
 
-    from asdkit.runner import run
+    from asdkit.planner import run
 
     root = tmp_path_factory.mktemp("figure-runs")
     with pytest.MonkeyPatch.context() as mp:
@@ -118,7 +118,7 @@ def test_figures_whose_records_exist_draw_without_training_and_the_readme_carrie
         assert (tmp_path / "out" / f"{key}.png").stat().st_size > 10_000
         assert f"[`{key}.png`]({key}.png)" in readme and res["number"].replace("|", "\\|") in readme
     assert out["figures"]["asd_fig02"]["shows"] is None
-    from asdkit.runner import machine
+    from asdkit.records import machine
 
     machines = out["figures"]["asd_fig03"]["machines"]  # the records' processor (and threads), named in the README
     assert len(machines) == 1 and machines[0].startswith(machine("cpu").rsplit(", ", 1)[0] + ", ")
@@ -196,7 +196,7 @@ def test_a_run_its_defense_refuses_stops_the_batch_before_any_run_trains(monkeyp
 
 def test_the_preflight_refuses_a_device_this_machine_lacks_before_any_run_trains(monkeypatch, tmp_path):
     """The pre-flight works on the CPU but checks the device each run asks for."""
-    from asdkit.runner import preflight
+    from asdkit.planner import preflight
 
     forbid_training(monkeypatch)
     with pytest.raises(ValueError, match=r"none / badnets at smoke \(seed 0\): --device cuda:99"):

@@ -13,7 +13,8 @@ import pytest
 
 from asdkit.config import make_config
 from asdkit.locks import RecordLock, RunLocked
-from asdkit.runner import run, run_folder
+from asdkit.planner import run
+from asdkit.records import run_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -67,7 +68,7 @@ def test_a_locked_run_is_refused_before_any_work_when_not_waiting(runs_env, monk
 
 
 def test_two_processes_on_one_config_train_it_once(runs_env):
-    code = ("import json, sys; from asdkit.config import make_config; from asdkit.runner import run; "
+    code = ("import json, sys; from asdkit.config import make_config; from asdkit.planner import run; "
             "s = run(make_config('smoke'), quiet=True); print(json.dumps({'reused': s.get('reused', False), 'acc': s['acc']}))")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)

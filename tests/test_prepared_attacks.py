@@ -215,11 +215,12 @@ def test_each_prepared_poison_is_cached_reused_rebuilt_and_a_corrupt_one_is_a_cl
 
 @pytest.mark.parametrize("name", ["iab", "refool"])
 def test_the_preflight_gives_a_builds_poisoned_and_cover_samples_without_building_it(name, tmp_path):
-    """asdkit.runner.preflight checks a prepared attack with no build and no file written, yet with the truth a build gives."""
+    """asdkit.planner.preflight checks a prepared attack with no build and no file written, yet with the truth a build gives."""
+    from asdkit.preparation import prepare
     from asdkit.runner import Run
 
     config, root = make_config("smoke", defense="none", overrides=tiny(name, tmp_path)), tmp_path / "runs"
-    checked = Run(config, root=root, quiet=True, preflight=True).truth
+    checked = prepare(config, root=root, quiet=True, preflight=True).truth
     assert not list(root.rglob("*.pt"))
     built = Run(config, root=root, quiet=True).truth
     assert len(list((root / "cache").glob(f"{name}-*.pt"))) == 1
@@ -234,7 +235,7 @@ def test_the_preflight_checks_the_clean_twin_a_surrogate_attack_trains(monkeypat
     import dataclasses
 
     from asdkit import prepared
-    from asdkit.runner import preflight
+    from asdkit.planner import preflight
 
     config = make_config("smoke", overrides=tiny("clb", tmp_path))
     preflight([config], tmp_path / "runs")  # the real twin passes

@@ -1,4 +1,4 @@
-"""Tests of asdkit.runner on tiny Fashion-MNIST runs: determinism, resume, reuse, the record, bad input."""
+"""Tests of the runner (and the planner that calls it) on tiny Fashion-MNIST runs: determinism, resume, reuse, the record, bad input."""
 from __future__ import annotations
 
 import re
@@ -20,7 +20,9 @@ from asdkit.engine import Normalizer, score
 from asdkit.losses import cross_entropy, sce_loss
 from asdkit.models import make_model
 from asdkit.records import Record, RecordError, load_checked, save_atomic
-from asdkit.runner import Run, lr_factor, run_folder
+from asdkit.phases import lr_factor
+from asdkit.records import run_folder
+from asdkit.runner import Run
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -244,7 +246,7 @@ def test_a_checkpoint_that_does_not_fit_the_phases_is_refused_without_training(r
 BAD = [
     ("none", {"dataset": "no-such-set"}, "no-such-set"),
     ("none", {"attack": "nope"}, "'attack'"),
-    ("none", {"attack": "iab", "attack.epochs": 0}, "'epochs' parameter of IAB"),
+    ("none", {"attack": "iab", "attack.epochs": 0}, "option 'epochs' of attack 'iab'"),
     ("none", {"attack": "refool", "attack.colour": 1}, "colour"),
     ("none", {"attack.nope": 3}, "nope"),
     ("none", {"rate": -0.1}, "'rate'"),
@@ -309,7 +311,7 @@ def test_make_config_refuses_bad_fields_and_options_before_any_data_loads(monkey
     def no_data(*args, **kwargs):
         pytest.fail("data loaded")
 
-    monkeypatch.setattr("asdkit.runner.load", no_data)
+    monkeypatch.setattr("asdkit.preparation.load", no_data)
     monkeypatch.setattr("asdkit.data.load", no_data)
     with pytest.raises(ValueError, match=re.escape(message)):
         make_config("smoke", defense=defense, overrides=overrides)
@@ -448,7 +450,7 @@ def test_rate_zero_runs_the_clean_twin_whose_asr_is_the_floor(runs_env):
 
 def test_a_bare_cpu_name_gets_its_family_and_model_so_two_generations_stay_apart():
     """Runs repeat on one CPU model only: "AMD EPYC" alone named a Zen 3 and a Zen 4 machine in these records."""
-    from asdkit.runner import cpu_name
+    from asdkit.records import cpu_name
 
     block = "processor\t: {i}\nvendor_id\t: AuthenticAMD\ncpu family\t: {f}\nmodel\t\t: {m}\nmodel name\t: {name}\n\n"
     two = lambda f, m, name: block.format(i=0, f=f, m=m, name=name) + block.format(i=1, f=99, m=99, name="other")  # noqa: E731

@@ -9,10 +9,11 @@ import pytest
 import torch
 from helpers import forbid_training
 
-import asdkit.runner
+import asdkit.records
 from asdkit import make_config, run, run_seeds
 from asdkit.analysis import MEANINGFUL_TARGET_ACC, asr_caveat, class_health, over_seeds
-from asdkit.cli import _parse_seeds, _summary_line, main
+from asdkit.cli import _summary_line, main
+from asdkit.config import parse_seeds as _parse_seeds
 from asdkit.config import SCALES, config_fields
 from asdkit.data import class_names
 from asdkit.defenses import DEFENSES
@@ -93,7 +94,7 @@ def test_run_seeds_on_smoke_records_summarises_and_reuses(runs_env, one_thread, 
     lows = [first["runs"][s]["lowest_class_acc"] for s in (0, 1)]
     assert first["over_seeds"]["worst"]["acc"] == min(lows) and first["over_seeds"]["worst"]["class"] in FASHION
     for s in (0, 1):
-        rec = asdkit.runner.finished_record(replace(config, seed=s))
+        rec = asdkit.records.finished_record(replace(config, seed=s))
         last = [m for m in rec.metrics if "acc_per_class" in m][-1]["acc_per_class"]
         assert rec.summary["lowest_class_acc"] == min(last) and "target_class_acc" in rec.summary
     forbid_training(monkeypatch)

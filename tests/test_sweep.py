@@ -6,8 +6,9 @@ import pytest
 from asdkit.cli import main
 from asdkit.config import config_hash
 from asdkit.records import Record
-from asdkit.runner import run_folder
-from asdkit.sweep import grid, launch, parse_axes, status
+from asdkit.planner import launch, status
+from asdkit.records import run_folder
+from asdkit.sweep import grid, parse_axes
 
 FAST = ["epochs=1", "train_size=600", "test_size=300"]
 
@@ -166,26 +167,26 @@ def test_a_missing_launcher_package_names_its_extra(monkeypatch):
 
 
 def test_runs_sharing_a_built_poison_or_a_backbone_go_to_one_worker_and_the_rest_alone():
-    from asdkit.sweep import share_groups
+    from asdkit.planner import Job, share_groups
 
     iab = grid("smoke", parse_axes([], defense="none,asd", attack="iab", seed="0"))  # same images: one IAB build
     dbd = grid("smoke", parse_axes(["defense.filter_rate=0.3,0.5"], defense="dbd", attack="badnets", seed="0"))
     plain = grid("smoke", parse_axes([], defense="none,asd", attack="badnets", seed="0,1"))
-    groups = share_groups(plain + dbd + iab)
+    groups = share_groups([Job("run", c) for c in plain + dbd + iab])
     assert [len(g) for g in groups] == [2, 2, 1, 1, 1, 1]
-    assert sorted((c.defense, c.attack) for g in groups[:2] for c in g) == [("asd", "iab"), ("dbd", "badnets"), ("dbd", "badnets"), ("none", "iab")]
-    assert {len({c.attack for c in g}) for g in groups} == {1}
-    assert sorted(config_hash(c) for g in groups for c in g) == sorted(config_hash(c) for c in plain + dbd + iab)
+    assert sorted((j.config.defense, j.config.attack) for g in groups[:2] for j in g) == [("asd", "iab"), ("dbd", "badnets"), ("dbd", "badnets"), ("none", "iab")]
+    assert {len({j.config.attack for j in g}) for g in groups} == {1}
+    assert sorted(config_hash(j.config) for g in groups for j in g) == sorted(config_hash(c) for c in plain + dbd + iab)
 
 
 def test_a_failed_run_in_a_group_is_reported_and_the_group_goes_on(monkeypatch):
-    import asdkit.sweep as sweep
+    import asdkit.planner as planner
 
-    def one(config, root, threads=0):
-        if config["seed"] == 0:
+    def one(job, root, threads=0):
+        if job["config"]["seed"] == 0:
             raise ValueError("planted failure")
         return {"state": "done"}
 
-    monkeypatch.setattr(sweep, "_run_one", one)
-    configs = [c.to_dict() for c in grid("smoke", parse_axes([], seed="0,1"))]
-    assert sweep._run_group(configs, "unused") == [{"state": "failed", "error": "ValueError: planted failure"}, {"state": "done"}]
+    monkeypatch.setattr(planner, "work", one)
+    jobs = [planner.Job("run", c).to_dict() for c in grid("smoke", parse_axes([], seed="0,1"))]
+    assert planner.work_group(jobs, "unused") == [{"state": "failed", "error": "ValueError: planted failure"}, {"state": "done"}]

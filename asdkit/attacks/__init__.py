@@ -7,7 +7,9 @@ the set the attack success rate is measured on.
 from __future__ import annotations
 
 import inspect
+from dataclasses import replace
 
+from ..options import check_value
 from ._common import LOCATIONS, bad_param
 from .adaptive_patch import AdaptivePatch
 from .asd_adaptive import ASDAdaptive, ASDAdaptiveFeat
@@ -42,9 +44,28 @@ PLANNED: tuple[str, ...] = ()
 
 
 def attack_options(name: str) -> tuple[str, ...]:
-    """The keyword options the attack ``name`` accepts (``seed`` included where it draws randomness)."""
-    parameters = inspect.signature(ATTACKS[name].__init__).parameters.values()
-    return tuple(p.name for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY)
+    """The keyword options the attack ``name`` accepts: its declared ones, and ``seed`` where it draws randomness."""
+    cls = ATTACKS[name]
+    seeded = "seed" in inspect.signature(cls.__init__).parameters
+    return tuple(o.name for o in cls.options) + (("seed",) if seeded else ())
+
+
+def check_attack_options(name: str, args: dict) -> None:
+    """Check a config's ``attack_args`` against the declared options of attack ``name``, before any data loads.
+
+    Unknown names and values outside the declared range raise ValueError naming the field, the
+    attack, the accepted values and the value given; checks that need the image size (a patch
+    that fits) stay with the attack's constructor. ``seed`` is the config's own field, not an option.
+    """
+    if not (isinstance(name, str) and name in ATTACKS):
+        raise bad_param("name", "check_attack_options", f"one of {tuple(ATTACKS)}", name)
+    table = {o.name: o for o in ATTACKS[name].options}
+    unknown = sorted(set(args) - set(table))
+    if unknown:
+        raise ValueError(f"The 'attack_args' field has option(s) {unknown} that attack {name!r} does not take; "
+                         f"it takes {sorted(table) or 'none'}.")
+    for key, value in args.items():  # "The 'attack_args' field's option 'size' of attack 'badnets' must be ..."
+        check_value(replace(table[key], name="attack_args"), value, f"field's option {key!r} of attack {name!r}")
 
 
 def make_attack(name, shape, *, seed=0, **options) -> Attack:
@@ -106,6 +127,7 @@ __all__ = [
     "WaNet",
     "asr_testset",
     "attack_options",
+    "check_attack_options",
     "make_attack",
     "poison",
 ]

@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import numbers
+from dataclasses import replace
 
 import torch
 
+from ..options import Option
 from .base import Attack
 
 #: The named patch positions of BadNets and Trojan.
@@ -64,6 +66,31 @@ def resolve_location(location: object, size: int, shape: tuple[int, int, int], o
         f"and 0 <= col <= {w - size} (a {size}×{size} patch in {h}×{w} images)",
         location,
     )
+
+
+def or_none(option: Option) -> Option:
+    """``option`` that also accepts None (the attack then picks a value from the image size)."""
+    return replace(option, accepts=lambda v: v is None or option.accepts(v), want=f"None or {option.want}")
+
+
+def _is_location(value: object) -> bool:
+    if isinstance(value, str):
+        return value in LOCATIONS
+    return isinstance(value, (tuple, list)) and len(value) == 2 and all(is_int(v) and v >= 0 for v in value)
+
+
+def location_option(default: str, doc: str) -> Option:
+    """A patch's ``location``: a named corner or the centre, or the (row, col) of its top-left pixel (fit checked when built)."""
+    return Option("location", default, _is_location, f"one of {list(LOCATIONS)} or a (row, col) pair of ints >= 0", doc)
+
+
+def scale_defaults(options: tuple[Option, ...]) -> dict[str, dict]:
+    """``Attack.scales`` from a table: scale → {option: default} for the options that scale changes."""
+    out: dict[str, dict] = {}
+    for opt in options:
+        for scale, value in opt.scales.items():
+            out.setdefault(scale, {})[opt.name] = value
+    return out
 
 
 def to_uint8(x: torch.Tensor) -> torch.Tensor:

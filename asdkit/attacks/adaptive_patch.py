@@ -3,7 +3,12 @@ from __future__ import annotations
 
 import torch
 
-from ._common import ShapedAttack, bad_param, check_patch_size, check_shape, is_int, is_real, to_uint8
+from ..options import Option, integer, real
+from ._common import ShapedAttack, bad_param, check_patch_size, check_shape, is_int, is_real, or_none, to_uint8
+
+
+def _is_alphas(value: object) -> bool:
+    return value is None or (isinstance(value, (tuple, list)) and all(is_real(a) and 0 < a <= 1 for a in value))
 
 
 class AdaptivePatch(ShapedAttack):
@@ -37,6 +42,14 @@ class AdaptivePatch(ShapedAttack):
     """
 
     name = "adaptive-patch"
+    options = (
+        integer("k", 4, low=1, doc="number of patches, as many as fit the image without overlap"),
+        or_none(integer("size", None, low=1, doc="side of each patch, at most min(H, W); None: min(H, W) / 8, at least 3")),
+        Option("alphas", None, _is_alphas, "None or k floats in (0, 1]",
+               "the k training opacities; None: (0.5, 0.2, 0.5, 0.3) for k = 4 (the toolbox's), else 0.5 each"),
+        real("test_alpha", 1.0, low=0, high=1, closed="right", doc="opacity of every patch at test"),
+        real("cover_ratio", 2.0, low=0, doc="cover samples per poisoned sample (the toolbox: cover rate 0.006 for poison rate 0.003)"),
+    )
 
     def __init__(self, shape, *, k=4, size=None, alphas=None, test_alpha=1.0, cover_ratio=2.0, seed=0):
         self.shape = check_shape(shape, "AdaptivePatch")

@@ -5,7 +5,8 @@ import torch
 import torch.nn.functional as F
 
 from ..engine import stream
-from ._common import ShapedAttack, bad_param, check_shape, is_int, is_real, to_uint8
+from ..options import integer, real
+from ._common import ShapedAttack, bad_param, check_shape, is_int, is_real, scale_defaults, to_uint8
 
 
 class ASDAdaptive(ShapedAttack):
@@ -41,7 +42,13 @@ class ASDAdaptive(ShapedAttack):
     objective = "grad"
     prepared = "surrogate"
     build_version = 2  # 2: Eq. 11's clean term measured once (the PGD batches differ from version 1's)
-    scales = {"smoke": {"iterations": 10}, "classroom": {"iterations": 100}}
+    options = (
+        real("epsilon", 32, low=0, high=255, closed="right", doc="ℓ∞ radius of the trigger in pixel units (002 Table 21: 4, 8, 16, 32)"),
+        real("step", 0.255, low=0, closed="neither", doc="PGD step in pixel units (002 K, L: 0.001 of the unit range)"),
+        integer("iterations", 200, low=1, scales={"smoke": 10, "classroom": 100}, doc="PGD iterations (002 K, L: 200)"),
+        integer("batch_size", 128, low=1, doc="images a PGD iteration reads"),
+    )
+    scales = scale_defaults(options)
 
     def __init__(self, shape, *, epsilon=32, step=0.255, iterations=200, batch_size=128, seed=0):
         self.shape = check_shape(shape, type(self).__name__)

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import torch
 
-from ._common import ShapedAttack, bad_param, check_patch_size, check_shape, is_int, resolve_location
+from ..options import integer
+from ._common import ShapedAttack, bad_param, check_patch_size, check_shape, is_int, location_option, or_none, resolve_location
 
 #: Default patch side by image side: 2×2 at 32×32 (ASD App. B.2 and DBD Sec. 5.1 on CIFAR-10/GTSRB),
 #: 3×3 at 28×28 (the usual MNIST-sized BadNets square), 32×32 at 224×224 (the size of the
@@ -42,6 +43,11 @@ class BadNets(ShapedAttack):
     """
 
     name = "badnets"
+    options = (
+        or_none(integer("size", None, low=1, doc="side of the square in pixels, at most min(H, W); None: 2 at 32×32 (ASD App. B.2)")),
+        location_option("upper-left", "where the square goes (ASD App. B.2: the upper-left corner)"),
+        integer("value", 255, low=0, high=255, doc="the patch intensity (255: a white square)"),
+    )
 
     def __init__(self, shape, *, size=None, location="upper-left", value=255):
         self.shape = check_shape(shape, "BadNets")

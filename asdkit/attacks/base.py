@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import torch
 
+from ..options import Option
+
 #: WaNet's noise rate ρ_n: the fraction of the whole training set turned into noise (cover)
 #: samples (Nguyen & Tran, 2021; ASD App. B.2 and DBD App. B.2 use 0.2).
 DEFAULT_NOISE_RATE = 0.2
@@ -27,6 +29,9 @@ class Attack:
     clean_label: bool = False
     prepared: str | None = None
     build_version: int = 1  # raise it when a build's result changes, so a cached poison of the old build is not reused
+    #: The declared keyword options (all but ``seed``): default, accepted values, doc; checked by
+    #: :func:`asdkit.attacks.check_attack_options` before any data loads.
+    options: tuple[Option, ...] = ()
     #: Per-scale defaults of the attack's options (the scale a run names picks them; lab inherits classroom).
     scales: dict[str, dict] = {}
 
@@ -47,9 +52,10 @@ class Attack:
         return DEFAULT_NOISE_RATE
 
     # -- prepared attacks ----------------------------------------------------------------------
-    def needs_build(self, rate: float) -> bool:
+    @classmethod
+    def needs_build(cls, rate: float) -> bool:
         """Whether a run at poison ``rate`` needs :meth:`build` first (always, for a prepared attack whose trigger is learned)."""
-        return self.prepared is not None
+        return cls.prepared is not None
 
     def build(self, inputs) -> dict:  # pragma: no cover - interface of prepared attacks
         """The built state (a dict of tensors) from :class:`asdkit.attacks.build.BuildInputs`."""

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import torch
 
+from ..options import Option, real
 from ._common import ShapedAttack, bad_param, check_shape, is_int, is_real, to_uint8
 
 
@@ -46,6 +47,12 @@ class Blend(ShapedAttack):
     """
 
     name = "blend"
+    options = (
+        real("ratio", 0.1, low=0, high=1, closed="right", doc="the blend ratio λ (ASD App. B.2, DBD Sec. 5.1: 0.1)"),
+        Option("pattern", None, lambda v: v is None or isinstance(v, (str, os.PathLike, torch.Tensor)),
+               "None, an image file path or a uint8 tensor of the images' shape",
+               "the blended pattern; None: uniform noise drawn from seed (the papers' ImageNet setting)"),
+    )
 
     def __init__(self, shape, *, ratio=0.1, pattern=None, seed=0):
         self.shape = check_shape(shape, "Blend")

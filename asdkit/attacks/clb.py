@@ -4,7 +4,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ._common import ShapedAttack, bad_param, check_shape, is_int, is_real
+from ..options import choice, integer, real
+from ._common import ShapedAttack, bad_param, check_shape, is_int, is_real, or_none
 from .badnets import BadNets
 
 
@@ -37,6 +38,13 @@ class CLB(ShapedAttack):
     name = "clb"
     clean_label = True
     prepared = "surrogate"  # the PGD images are built against the clean twin (asdkit.prepared)
+    options = (
+        real("epsilon", 16, low=0, high=255, closed="right", doc="radius of the PGD ℓ∞ ball in pixel units (002 B.2: 16; appendix H also 32)"),
+        real("step", 1.5, low=0, closed="neither", doc="PGD step in pixel units (002 B.2: 1.5)"),
+        integer("steps", 30, low=0, doc="PGD steps (002 B.2: 30; 0: the trigger alone on the clean images)"),
+        choice("corners", 1, (1, 4), doc="the square in the upper-left corner only, or in all four (Turner et al.'s variant)"),
+        or_none(integer("size", None, low=1, doc="side of the square, at most min(H, W); None: BadNets' default for the image size")),
+    )
 
     def __init__(self, shape, *, epsilon=16, step=1.5, steps=30, corners=1, size=None):
         self.shape = check_shape(shape, "CLB")
@@ -80,7 +88,8 @@ class CLB(ShapedAttack):
         return torch.cat(out) if out else x.clone()
 
     # -- the prepared poison: the target class's PGD images -------------------------------------
-    def needs_build(self, rate: float) -> bool:
+    @classmethod
+    def needs_build(cls, rate: float) -> bool:
         return rate > 0  # the test trigger is the square alone
 
     def build_size(self, inputs) -> int:

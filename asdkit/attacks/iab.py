@@ -6,7 +6,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..engine import JointOptimizer, Terms, augment, stream, train_steps
-from ._common import ShapedAttack, bad_param, check_shape, is_int, is_real, to_uint8
+from ..options import integer, real
+from ._common import ShapedAttack, bad_param, check_shape, is_int, is_real, scale_defaults, to_uint8
 
 EPSILON = 1e-7  # the original's, in the diversity ratio and the squashing
 
@@ -105,7 +106,18 @@ class IAB(ShapedAttack):
     # classroom: G and M on 10,000 of the 60,000 images, 2 + 26 joint epochs: no defense then reaches ASR 91.9 % (ACC 91.3 %,
     # seed 0), the build 384 s on a 2-core AMD EPYC alone; 18 joint epochs gave 89.3 % (151 s on a faster 2-core Xeon),
     # 6 gave 87.1 %. A mask epoch on all 60,000 images would take ~3 min alone
-    scales = {"smoke": {"epochs": 2, "mask_epochs": 1}, "classroom": {"epochs": 26, "mask_epochs": 2, "images": 10_000}}
+    options = (
+        integer("epochs", 600, low=1, scales={"smoke": 2, "classroom": 26}, doc="joint epochs of G and the classifier (the original's n_iters)"),
+        integer("mask_epochs", 25, low=1, scales={"smoke": 1, "classroom": 2}, doc="epochs of the mask network M alone"),
+        integer("images", 0, low=0, scales={"classroom": 10_000}, doc="training images G and M are trained on, a random subset (0: all)"),
+        real("p_attack", 0.1, low=0, high=0.5, closed="neither", doc="share of each training batch made backdoor samples"),
+        real("p_cross", 0.1, low=0, high=0.5, closed="neither", doc="share of each training batch made cross-trigger samples"),
+        real("cross_ratio", 1.0, low=0, doc="cross-trigger (cover) samples of the poisoned set per poisoned sample"),
+        real("mask_density", 0.032, low=0, high=1, closed="neither", doc="the mask's target density (share of pixels)"),
+        real("lambda_div", 1.0, low=0, doc="weight λ_div of the diversity loss"),
+        real("lambda_norm", 100.0, low=0, doc="weight λ_norm of the mask-density loss"),
+    )
+    scales = scale_defaults(options)
 
     def __init__(self, shape, *, epochs=600, mask_epochs=25, images=0, p_attack=0.1, p_cross=0.1, cross_ratio=1.0,
                  mask_density=0.032, lambda_div=1.0, lambda_norm=100.0, seed=0):

@@ -120,27 +120,64 @@ def poison(data, attack, *, rate, target, seed, label_mode="all2one", noise_rate
         Triggered images and observed labels in ``data``, with ``true_label``, ``is_poison``
         (True = poisoned) and ``is_cover`` (True = noise / cross / cover sample, label kept, not poisoned).
     """
+    _check_poison_args(data, attack, rate=rate, target=target, seed=seed, label_mode=label_mode)
+    noise_rate = _noise_rate(attack, rate, noise_rate)
+    eligible, base, base_name = _eligible(data.y, attack, target, label_mode)
+    count, n_cover = _counts(int(eligible.sum()), base, base_name, len(data), rate, noise_rate)
+    _check_source(source, data)
+    generator = torch.Generator().manual_seed(int(seed))  # every draw below comes from it, in this order
+    is_poison = _draw_poison(eligible, count, generator)
+    x, observed = _triggered(data, attack, is_poison, int(target), label_mode, source, generator)
+    is_cover = _add_cover(x, data.x, attack, is_poison, n_cover, generator)
+    return PoisonedSet(
+        data=replace(data, x=x, y=observed, name=f"{data.name}+{attack.name}"),
+        true_label=data.y.clone(),
+        is_poison=is_poison,
+        is_cover=is_cover,
+        target=int(target),
+        attack=attack.name,
+        label_mode=label_mode,
+        rate=float(rate),
+    )
+
+
+def _check_poison_args(data, attack, *, rate, target, seed, label_mode) -> None:
+    """The checks of :func:`poison`'s arguments that need no counting: data, attack, target, label mode, rate, seed."""
     _check_common("poison", data, attack, target, label_mode)
     if not (is_real(rate) and 0 <= rate < 1):
         raise bad_param("rate", "poison", "a float in the range [0, 1)", rate)
     if not is_int(seed):
         raise bad_param("seed", "poison", "an int", seed)
+
+
+def _noise_rate(attack: Attack, rate, noise_rate):
+    """The share of the set made noise (cover) samples: as given, or the attack's default (WaNet's ρ_n = 0.2, DBD App. B.2)."""
     has_noise_mode = callable(getattr(attack, "noise", None))
     if noise_rate is None:
-        noise_rate = attack.default_noise_rate(rate) if has_noise_mode and rate > 0 else 0.0
-    elif not (is_real(noise_rate) and 0 <= noise_rate < 1):
+        return attack.default_noise_rate(rate) if has_noise_mode and rate > 0 else 0.0
+    if not (is_real(noise_rate) and 0 <= noise_rate < 1):
         raise bad_param("noise_rate", "poison", "None or a float in the range [0, 1)", noise_rate)
-    elif noise_rate > 0 and not has_noise_mode:
+    if noise_rate > 0 and not has_noise_mode:
         raise bad_param("noise_rate", "poison", f"None or 0 for {attack.name!r}, which has no noise mode", noise_rate)
+    return noise_rate
 
-    y, n = data.y, len(data)
+
+def _eligible(y: torch.Tensor, attack: Attack, target: int, label_mode: str) -> tuple[torch.Tensor, int, str]:
+    """The samples that may be poisoned, and the count the rate is a share of (ASD App. B.2, DBD Sec. 5.1), with its words.
+
+    Clean-label attacks: the target class, of itself. Poison-label ones: the non-target samples
+    (``all2one``) or all (``all2all``), of the whole set.
+    """
     if attack.clean_label:
         eligible = y == target
-        base, base_name = int(eligible.sum()), f"the {int(eligible.sum())} target-class samples"
-    else:
-        eligible = y != target if label_mode == "all2one" else torch.ones_like(y, dtype=torch.bool)
-        base, base_name = n, f"the {n} samples"
-    n_eligible = int(eligible.sum())
+        base = int(eligible.sum())
+        return eligible, base, f"the {base} target-class samples"
+    eligible = y != target if label_mode == "all2one" else torch.ones_like(y, dtype=torch.bool)
+    return eligible, len(y), f"the {len(y)} samples"
+
+
+def _counts(n_eligible: int, base: int, base_name: str, n: int, rate, noise_rate) -> tuple[int, int]:
+    """The poisoned count ``round(rate · base)`` and the cover count ``round(noise_rate · N)`` (Python's round), checked."""
     count = round(rate * base)
     if count == 0 and rate > 0:
         raise bad_param("rate", "poison", f"large enough to poison at least one of {base_name} (rate × {base} > 0.5)", rate)
@@ -152,39 +189,46 @@ def poison(data, attack, *, rate, target, seed, label_mode="all2one", noise_rate
     if n_cover > n - count:
         allowed = f"at most {(n - count) / n:.4g}: only {n - count} samples are not poisoned"
         raise bad_param("noise_rate", "poison", allowed, noise_rate)
+    return count, n_cover
 
-    generator = torch.Generator().manual_seed(int(seed))
-    candidates = eligible.nonzero().flatten()
-    chosen = candidates[torch.randperm(n_eligible, generator=generator)[:count].to(candidates.device)]
-    is_poison = torch.zeros_like(eligible, dtype=torch.bool)
-    is_poison[chosen] = True
-    index = is_poison.nonzero().flatten()
 
+def _check_source(source, data: ImageSet) -> None:
+    """``source`` is None or uint8 images of ``data.x``'s shape (a prepared attack's perturbed images)."""
     if source is not None and (not isinstance(source, torch.Tensor) or source.shape != data.x.shape or source.dtype != torch.uint8):
         raise bad_param("source", "poison", f"None or a uint8 tensor of the data's shape {tuple(data.x.shape)}",
                         tuple(source.shape) if isinstance(source, torch.Tensor) else source)
+
+
+def _draw_poison(eligible: torch.Tensor, count: int, generator: torch.Generator) -> torch.Tensor:
+    """The poisoned samples as a mask: the first ``count`` of one permutation of the eligible ones (the generator's first draw)."""
+    candidates = eligible.nonzero().flatten()
+    chosen = candidates[torch.randperm(len(candidates), generator=generator)[:count].to(candidates.device)]
+    is_poison = torch.zeros_like(eligible, dtype=torch.bool)
+    is_poison[chosen] = True
+    return is_poison
+
+
+def _triggered(data: ImageSet, attack: Attack, is_poison: torch.Tensor, target: int, label_mode: str, source,
+               generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Copies of the images and labels with the poisoned samples triggered (in index order) and relabelled."""
+    index = is_poison.nonzero().flatten()
     x = data.x.clone()
     x[index] = attack.train_trigger((data.x if source is None else source)[index], generator=generator)
-    observed = y.clone()
-    observed[index] = _relabel(y[index], int(target), label_mode, data.num_classes)
+    observed = data.y.clone()
+    observed[index] = _relabel(data.y[index], target, label_mode, data.num_classes)
+    return x, observed
 
+
+def _add_cover(x: torch.Tensor, clean: torch.Tensor, attack: Attack, is_poison: torch.Tensor, n_cover: int,
+               generator: torch.Generator) -> torch.Tensor:
+    """Draw ``n_cover`` unpoisoned samples, write their noise images (WaNet's noise mode) into ``x``; return the cover mask."""
     is_cover = torch.zeros_like(is_poison)
     if n_cover:
         rest = (~is_poison).nonzero().flatten()
         is_cover[rest[torch.randperm(len(rest), generator=generator)[:n_cover].to(rest.device)]] = True
         cover = is_cover.nonzero().flatten()
-        x[cover] = attack.noise(data.x[cover], generator=generator)
-
-    return PoisonedSet(
-        data=replace(data, x=x, y=observed, name=f"{data.name}+{attack.name}"),
-        true_label=y.clone(),
-        is_poison=is_poison,
-        is_cover=is_cover,
-        target=int(target),
-        attack=attack.name,
-        label_mode=label_mode,
-        rate=float(rate),
-    )
+        x[cover] = attack.noise(clean[cover], generator=generator)
+    return is_cover
 
 
 def asr_testset(test, attack, *, target, label_mode="all2one") -> ImageSet:

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from ..engine import stream
+from ..options import Option, integer
 from ._common import ShapedAttack, bad_param, check_shape, is_int, to_uint8
 
 #: The three reflection types of Liu et al. (Sec. 3.1): both layers in focus, the reflection out of focus, ghosting.
@@ -81,6 +82,11 @@ class Refool(ShapedAttack):
 
     name = "refool"
     prepared = "own"
+    options = (
+        Option("reflections", "cifar10", lambda v: isinstance(v, str) and bool(v), "a data set name or a path (as --dataset takes)",
+               "where the candidate reflections come from (002 B.2 uses PascalVOC); existence checked when built"),
+        integer("candidates", 5000, low=1, doc="candidate reflection images (002 B.2: 5,000); all of the set when it has fewer"),
+    )
 
     def __init__(self, shape, *, reflections="cifar10", candidates=5000, seed=0):
         self.shape = check_shape(shape, "Refool")

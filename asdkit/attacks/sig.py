@@ -5,6 +5,7 @@ import math
 
 import torch
 
+from ..options import real
 from ._common import ShapedAttack, bad_param, check_shape, is_real, to_uint8
 
 
@@ -30,6 +31,10 @@ class SIG(ShapedAttack):
 
     name = "sig"
     clean_label = True
+    options = (
+        real("delta", 20, low=0, high=255, closed="right", doc="amplitude of the signal in pixel units (ABL's 20; backdoor-toolbox's 30)"),
+        real("frequency", 6, low=0, closed="neither", doc="periods across the image width (ABL's 6)"),
+    )
 
     def __init__(self, shape, *, delta=20, frequency=6):
         self.shape = check_shape(shape, "SIG")

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import torch
 
-from ._common import ShapedAttack, bad_param, check_patch_size, check_shape, is_int, resolve_location
+from ..options import integer
+from ._common import ShapedAttack, bad_param, check_patch_size, check_shape, is_int, location_option, or_none, resolve_location
 
 
 def default_size(h: int, w: int) -> int:
@@ -32,6 +33,10 @@ class Trojan(ShapedAttack):
     """
 
     name = "trojan"
+    options = (
+        or_none(integer("size", None, low=3, doc="side of the square, at most min(H, W); None: max(3, round(min(H, W) / 5))")),
+        location_option("lower-right", "where the square goes (PIPD's setting: the lower-right corner)"),
+    )
 
     def __init__(self, shape, *, size=None, location="lower-right", seed=0):
         self.shape = check_shape(shape, "Trojan")

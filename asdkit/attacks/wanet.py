@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..options import integer, real
 from ._common import ShapedAttack, bad_param, check_shape, is_int, is_real, to_uint8
 
 
@@ -36,6 +37,11 @@ class WaNet(ShapedAttack):
     """
 
     name = "wanet"
+    options = (
+        integer("k", 4, low=2, doc="side of the control grid (ASD App. B.2: 4; 224 on ImageNet)"),
+        real("s", 0.5, low=0, closed="neither", doc="warping strength (ASD App. B.2: 0.5; 1 on ImageNet)"),
+        real("grid_rescale", 1.0, low=0, closed="neither", doc="factor on the warped grid before clamping (WaNet's grid_rescale)"),
+    )
 
     def __init__(self, shape, *, k=4, s=0.5, grid_rescale=1.0, seed=0):
         self.shape = check_shape(shape, "WaNet")

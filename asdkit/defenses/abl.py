@@ -16,10 +16,11 @@ from typing import Any
 
 import torch
 
-from ..losses import cross_entropy, lga_sign
+from ..losses import cross_entropy
 from ..options import choice, integer, real
 from ..phases import Optim, Phase
-from . import DefenseSpec
+from .spec import DefenseSpec
+from .pieces import lga_reweight
 from .policies import lowest_fraction
 
 OPTIONS = (
@@ -30,11 +31,6 @@ OPTIONS = (
     integer("unlearn_epochs", 5, low=0, doc="epochs of gradient ascent on the isolated set (002 B.3)"),
     real("unlearn_lr", 5e-4, low=0, closed="neither", doc="SGD lr of the unlearning, momentum 0.9 (002 B.3)"),
 )
-
-
-def lga_reweight(gamma: float, form: str):
-    """LGA (003 Eq. 2) as the one step's reweight: the sign of each loss (or of the batch mean) against γ."""
-    return lambda losses, *_: lga_sign(losses, gamma, form=form)
 
 
 def isolated(ctx) -> torch.Tensor:
@@ -65,12 +61,11 @@ def plan_abl(ctx) -> list[Phase]:
         result = ctx.train_epoch(d_p.nonzero().squeeze(1), weight=-torch.ones(n), epoch=epoch)
         return {"loss": result.loss}
 
-    steps = -(-n // c.batch_size)
-    k = max(1, round(o.isolation_rate * n))
+    k, b = max(1, round(o.isolation_rate * n)), c.batch_size  # |D_P|, and the batch every phase takes
     return [
-        Phase("isolation", o.isolation_epochs, steps, isolation, replace(Optim.from_config(c), schedule="constant", milestones=())),
-        Phase("training", ctx.epochs, -(-(n - k) // c.batch_size), training, Optim.from_config(c)),
-        Phase("unlearning", o.unlearn_epochs, -(-k // c.batch_size), unlearning, Optim("sgd", o.unlearn_lr, 0.9, c.weight_decay)),
+        Phase("isolation", o.isolation_epochs, isolation, replace(Optim.from_config(c), schedule="constant", milestones=()), samples=n, batch_size=b),
+        Phase("training", ctx.epochs, training, Optim.from_config(c), samples=n - k, batch_size=b),
+        Phase("unlearning", o.unlearn_epochs, unlearning, Optim("sgd", o.unlearn_lr, 0.9, c.weight_decay), samples=k, batch_size=b),
     ]
 
 

@@ -12,22 +12,20 @@ Options (``--set defense.NAME=VALUE``, ``asdkit options asd``) cover every ablat
 """
 from __future__ import annotations
 
-import copy
 import time
 from dataclasses import replace
-from functools import partial
 from typing import Any
 
 import torch
 
 from ..data import load, seed_samples
-from ..losses import cross_entropy, sce_loss
-from ..models import last_layers, meta_layers_default, train_only
+from ..losses import cross_entropy
 from ..options import Option, any_of, choice, integer, real, text
 from ..phases import Optim, Phase
 from ..semi import SEMI_METHODS, MixMatchConfig
-from . import DefenseSpec
+from .pieces import CLEAN_HARD, META_OPTIONS, MIXMATCH_OPTIONS, SCE_OPTIONS, mixmatch_config, sce, virtual_model_losses
 from .policies import class_agnostic_loss_split, class_aware_loss_split, lowest_count, meta_split
+from .spec import DefenseSpec
 
 _SPLITS = ("class-aware", "class-agnostic")
 _FRACTION = real("", 0.5, low=0, high=1, closed="neither")
@@ -49,21 +47,10 @@ OPTIONS: tuple[Option, ...] = (
            scales={"classroom": 0.15, "smoke": 40}, doc="n: per-class growth of the stage-1 pool; a fraction = of the mean class size (002 Fig. 7)"),
     real("alpha", 0.5, low=0, high=1, closed="neither", doc="split rate of stage 2 (002 Fig. 13)"),
     real("gamma", 0.5, low=0, high=1, closed="neither", doc="split rate of the meta-split (002 Fig. 13)"),
-    integer("meta_epochs", 1, low=1, doc="epochs of the virtual model per stage-3 epoch (002 Fig. 12)"),
-    real("meta_lr", 0.015, low=0, closed="neither", doc="lr of the virtual model (002 §5.1; Adam in the authors' code)"),
-    any_of("meta_layers", "auto", choice("", "auto", ("auto",)), integer("", 3, low=1),
-           doc="last layer groups the virtual model updates; auto = half the feature extractor + the linear layer (002 B.3)"),
-    choice("meta_optimizer", "adam", ("adam", "sgd"), doc="optimiser of the virtual model (002 B.3 says SGD; §5.1 and the code Adam)"),
-    integer("meta_batch_size", 128, low=1, doc="batch of the virtual model's epoch (the authors' code)"),
-    integer("iterations", 1024, low=1, scales={"classroom": 200, "lab": 800, "smoke": 20}, doc="MixMatch steps an epoch (002 B.3)"),
-    integer("mixmatch_batch_size", 64, low=1, doc="MixMatch labelled batch; the unlabelled batch the same, two views (002 B.3)"),
-    real("temperature", 0.5, low=0, closed="neither", doc="MixMatch sharpening T (002 B.3)"),
-    real("mixup_alpha", 0.75, low=0, closed="neither", doc="MixUp Beta(α, α) (002 B.3)"),
-    real("lambda_u", 15.0, low=0, doc="weight of the unlabelled loss, ramped up over the run (002 B.3)"),
-    real("sce_alpha", 0.1, low=0, doc="α of the SCE loss L1 (002 §4.1, 004 appendix I)"),
-    real("sce_beta", 1.0, low=0, doc="β of the SCE loss L1"),
-    real("clean_hard_fraction", 0.1, low=0, high=1, closed="neither",
-         doc="clean-hard samples: this fraction of N, the clean ones of largest L1 (002 §5.2: 5,000 of 50,000)"),
+    *META_OPTIONS,
+    *MIXMATCH_OPTIONS,
+    *SCE_OPTIONS,
+    CLEAN_HARD,
     choice("semi", "mixmatch", sorted(SEMI_METHODS), doc="the pool operation (002 Table 4)"),
     real("weight_average", 0.0, low=0, high=1, closed="left", doc="EMA decay of an evaluation copy (off in the authors' code): 0 = off"),
     text("seed_source", "", want="'' or a data set name or path", doc="transfer-based seeds from another data set with D's classes (002 §5.4)"),
@@ -112,22 +99,6 @@ def transfer_seeds(ctx) -> tuple[torch.Tensor, torch.Tensor]:
     return source.x[index], source.y[index]
 
 
-def virtual_model_losses(ctx, epoch: int, l1) -> torch.Tensor:
-    """L1 under the virtual model θ' after ``meta_epochs`` of CE on the whole poisoned set, updating only the last layers (Eq. 3).
-
-    The other layers run in train mode, so their BatchNorm statistics move, as in the authors' code.
-    """
-    o = ctx.options
-    virtual = copy.deepcopy(ctx.model)
-    k = meta_layers_default(virtual) if o.meta_layers == "auto" else o.meta_layers
-    params = train_only(virtual, last_layers(virtual, k), norm_stats="drift")
-    opt = Optim(o.meta_optimizer, o.meta_lr).build(params)  # 002 B.3's SGD with the usual momentum 0.9
-    for e in range(o.meta_epochs):
-        ctx.train_epoch(model=virtual, optimizer=opt, loss_fn=cross_entropy, batch_size=o.meta_batch_size,
-                        generator=ctx.stream("virtual model", epoch, e))
-    return ctx.score(l1, model=virtual)
-
-
 def loss_guided_splits(ctx):
     """Stages 1 and 2 as (stage, mode) → policy(epoch, losses); Fig. 11 swaps a mode but keeps the pool size (002 appendix I)."""
     o, labels, seeds, n, k = ctx.options, ctx.labels, ctx.seeds, ctx.n, ctx.num_classes
@@ -143,9 +114,7 @@ def loss_guided_splits(ctx):
 def plan_asd(ctx) -> list[Phase]:
     """Algorithm 1 of 002: (transfer-based initialisation,) then stages 1-3 of pool maintenance, MixMatch as the pool operation."""
     o, c = ctx.options, ctx.config
-    l1 = partial(sce_loss, alpha=o.sce_alpha, beta=o.sce_beta)
-    mm = MixMatchConfig(iterations=o.iterations, batch_size=o.mixmatch_batch_size, temperature=o.temperature,
-                        alpha=o.mixup_alpha, lambda_u=o.lambda_u, rampup_epochs=float(c.epochs))
+    l1, mm = sce(o), mixmatch_config(o, c.epochs)
     data, extra = ctx.data, torch.zeros(0, dtype=torch.bool)  # what MixMatch trains on: D, then the transfer seeds if any
     if o.seed_source:
         xs, ys = transfer_seeds(ctx)
@@ -168,9 +137,7 @@ def plan_asd(ctx) -> list[Phase]:
                 clean = splits[s, o[f"stage{s}_split"]](epoch, losses)
             ctx.log_pool(clean, score=losses, hard_fraction=o.clean_hard_fraction)
             ctx.log(arrays={"l1_loss": losses}, stage=s, split_seconds=round(time.perf_counter() - t0, 3))
-            stats = SEMI_METHODS[o.semi](ctx.model, data, torch.cat([clean, extra]), ctx.optimizer, epoch=epoch, config=mm,
-                                         generator=ctx.stream("mixmatch", epoch), scheduler=ctx.scheduler,
-                                         average=ctx.average, progress=ctx.progress, precision=ctx.precision)
+            stats = ctx.semi(SEMI_METHODS[o.semi], data, torch.cat([clean, extra]), epoch=epoch, config=mm)
             if s != 3 and epoch + 1 == stage3_start:  # Fig. 3 (a)-(c): the model as it enters stage 3
                 ctx.save_weights("end_of_stage2", epoch=epoch)
             return stats
@@ -178,7 +145,7 @@ def plan_asd(ctx) -> list[Phase]:
 
     phases = transfer_phases(ctx, data, extra, mm) if o.seed_source else []
     main = Optim.from_config(c)  # 002 B.3: one Adam at 0.002 for the whole run
-    phases += [Phase(f"stage{s}", len(r), o.iterations, stage(s), main, optimizer="stages", first_epoch=r.start) for s, r in ranges]
+    phases += [Phase(f"stage{s}", len(r), stage(s), main, steps=o.iterations, optimizer="stages", first_epoch=r.start) for s, r in ranges]
     return phases
 
 
@@ -194,9 +161,7 @@ def transfer_phases(ctx, data, extra: torch.Tensor, mm: MixMatchConfig) -> list[
     pre = replace(mm, rampup_epochs=float(max(1, o.transfer_epochs)))
 
     def pretrain(ctx, epoch: int) -> dict[str, Any]:
-        return SEMI_METHODS[o.semi](ctx.model, data, seeds_only, ctx.optimizer, epoch=epoch, config=pre,
-                                    generator=ctx.stream("mixmatch", epoch), scheduler=ctx.scheduler, progress=ctx.progress,
-                                    precision=ctx.precision)
+        return ctx.semi(SEMI_METHODS[o.semi], data, seeds_only, epoch=epoch, config=pre, average=False)
 
     def head(ctx, epoch: int) -> dict[str, Any]:
         result = ctx.train_epoch(loss_fn=cross_entropy, epoch=epoch)
@@ -204,9 +169,8 @@ def transfer_phases(ctx, data, extra: torch.Tensor, mm: MixMatchConfig) -> list[
             ctx.average.model.load_state_dict(ctx.model.state_dict())
         return {"loss": result.loss}
 
-    steps = -(-ctx.n // c.batch_size)
-    return [Phase("transfer", o.transfer_epochs, o.iterations, pretrain, Optim("adam", c.lr)),
-            Phase("transfer_head", 1, steps, head, Optim("adam", c.lr), train="head")]
+    return [Phase("transfer", o.transfer_epochs, pretrain, Optim("adam", c.lr), steps=o.iterations),
+            Phase("transfer_head", 1, head, Optim("adam", c.lr), samples=ctx.n, batch_size=c.batch_size, train="head")]
 
 
 def seeds(o) -> tuple[int, int]:
@@ -250,8 +214,7 @@ def check(ctx) -> None:
 
 def finish(ctx) -> dict[str, Any]:
     """Fig. 3 (d): the final model's losses."""
-    o = ctx.options
-    ctx.snapshot_losses("final", sce=partial(sce_loss, alpha=o.sce_alpha, beta=o.sce_beta))
+    ctx.snapshot_losses("final", sce=sce(ctx.options))
     return {}
 
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ..phases import Optim, Phase
-from . import DefenseSpec
+from .spec import DefenseSpec
 
 
 def train(ctx, epoch: int) -> dict:
@@ -14,8 +14,7 @@ def train(ctx, epoch: int) -> dict:
 
 def plan_none(ctx) -> list[Phase]:
     """One phase: the run's epochs (what the budget buys on this data set) of the config's optimiser and schedule."""
-    steps = -(-ctx.n // ctx.config.batch_size)
-    return [Phase("train", ctx.epochs, steps, train, Optim.from_config(ctx.config))]
+    return [Phase("train", ctx.epochs, train, Optim.from_config(ctx.config), samples=ctx.n, batch_size=ctx.config.batch_size)]
 
 
 def finish(ctx) -> dict:

@@ -18,27 +18,19 @@ everything it depends on, so runs that differ only after SimCLR reuse it.
 """
 from __future__ import annotations
 
-import hashlib
-import json
-from functools import partial
-from pathlib import Path
 from typing import Any
 
 import torch
 
-from .._io import save_atomic
 from ..engine import batches
-from ..losses import cross_entropy, sce_loss
+from ..losses import cross_entropy
 from ..options import choice, flag, integer, real
-from ..phases import Optim, Phase
-from ..records import load_checked
-from ..semi import SEMI_METHODS, MixMatchConfig
+from ..phases import Optim, Phase, Product
+from ..semi import SEMI_METHODS
 from ..ssl import ProjectionHead, ViewConfig, linear_probe_accuracy, simclr_objective
-from . import DefenseSpec
-from . import asd as _asd
+from .pieces import CLEAN_HARD, META_OPTIONS, MIXMATCH_OPTIONS, SCE_OPTIONS, mixmatch_config, sce, virtual_model_losses
 from .policies import lowest_fraction, meta_split
-
-_SHARED = {o.name: o for o in _asd.OPTIONS}  # MixMatch, SCE and virtual-model options: ASD's declarations, not copies
+from .spec import DefenseSpec
 
 OPTIONS = (
     # stage 1: SimCLR (004 appendix I; the authors' code for what the paper leaves out)
@@ -56,106 +48,94 @@ OPTIONS = (
     integer("head_epochs", 10, low=1, doc="epochs of the linear head (004 appendix I: 10)"),
     real("head_lr", 0.002, low=0, closed="neither", doc="Adam lr of the linear head (004 appendix I)"),
     integer("head_batch_size", 128, low=1, doc="batch of the linear head (004 appendix I)"),
-    _SHARED["sce_alpha"], _SHARED["sce_beta"],
+    *SCE_OPTIONS,
     choice("head_loss", "sce", ("sce", "ce"), doc="L2, the head's loss and the filter's: SCE (DBD) or CE (004 Fig. 3 and Table 3's 'SS with CE')"),
     # stage 3: filtering and MixMatch
     real("filter_rate", 0.5, low=0, high=1, closed="neither", doc="α: the share of D labelled, lowest SCE first (004 §5.1)"),
     choice("split", "loss", ("loss", "meta"), doc="loss: DBD's filter; meta: ASD's meta-split on the same losses (002 Fig. 5a)"),
     integer("finetune_epochs", 190, low=1, scales={"classroom": 4, "lab": 6, "smoke": 2}, doc="MixMatch epochs (004 appendix I: 190)"),
     real("finetune_lr", 0.002, low=0, closed="neither", doc="Adam lr of the fine-tuning (004 appendix I)"),
-    _SHARED["iterations"], _SHARED["mixmatch_batch_size"], _SHARED["temperature"], _SHARED["mixup_alpha"], _SHARED["lambda_u"],
-    _SHARED["clean_hard_fraction"],
-    _SHARED["meta_epochs"], _SHARED["meta_lr"], _SHARED["meta_layers"], _SHARED["meta_optimizer"], _SHARED["meta_batch_size"],
+    *MIXMATCH_OPTIONS,
+    CLEAN_HARD,
+    *META_OPTIONS,
     integer("feature_sample", 2000, low=0, doc="training samples whose backbone features the record keeps (004 Fig. 1's t-SNE)"),
 )
 
+# what a SimCLR backbone depends on beyond the poisoned set and the network: the product's key (004 appendix I)
 SIMCLR_OPTIONS = ("simclr_epochs", "simclr_horizon", "simclr_batch_size", "simclr_lr", "simclr_weight_decay", "tau", "anchors",
                   "projection_dim")
-# config fields that do not change a SimCLR backbone (the supervised optimiser, evaluation batch, device, later stages)
-_NOT_SIMCLR = {"device", "scale", "defense", "defense_args", "epochs", "budget", "batch_size", "optimizer", "lr", "momentum",
-               "weight_decay", "schedule", "milestones", "pad", "eval_batch_size"}
 
 
-def backbone_key(config, options) -> str:
-    """The cache key of a run's SimCLR backbone: the data, attack, seed, model and SimCLR options, nothing of the later stages."""
-    d = {k: v for k, v in config.key_fields().items() if k not in _NOT_SIMCLR}
-    d["simclr"] = {k: options[k] for k in SIMCLR_OPTIONS}
-    return hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:12]
+def backbone(config, o) -> Product | None:
+    """The SimCLR backbone as a cached product of the poisoned set, the network and the SimCLR options (None: ``cache`` off)."""
+    return Product.of(config, "simclr", {k: o[k] for k in SIMCLR_OPTIONS}, state=("simclr_curve",)) if o.cache else None
 
 
-def backbone_cache(ctx) -> Path:
-    """Where the run's SimCLR backbone is cached: ``<runs>/cache/simclr-<key>.pt``, beside the run folders."""
-    return ctx.folder.parent / "cache" / f"simclr-{backbone_key(ctx.config, ctx.options)}.pt"
+def simclr_epoch(ctx, epoch: int) -> dict[str, Any]:
+    """004 §4.2: one epoch of SimCLR on the label-removed set; the linear probe of the backbone on clean test images after it."""
+    o, test = ctx.options, ctx.evaluator
+    curve = ctx.state.setdefault("simclr_curve", {"loss": [], "probe_acc": [], "seconds": []})
+    if epoch == 0:  # the probe of the untrained network: the baseline the SimCLR curve grows from
+        curve["probe_before"] = [linear_probe_accuracy(ctx.features(test.x), test.y)]
+    steps = batches(torch.arange(ctx.n), o.simclr_batch_size, generator=ctx.stream("batches", epoch), drop_last=True)
+    result = ctx.train_steps(steps, simclr_objective(ctx.data, generator=ctx.stream("views", epoch), temperature=o.tau,
+                                                     anchors=o.anchors, views=ViewConfig()))
+    probe = linear_probe_accuracy(ctx.features(test.x), test.y)
+    curve["loss"].append(result.loss)
+    curve["probe_acc"].append(probe)
+    curve["seconds"].append(result.seconds)
+    if epoch == o.simclr_epochs - 1:  # the backbone stage 2 uses
+        backbone_done(ctx, reused=False)
+    return {"loss": result.loss, "probe_acc": probe}
+
+
+def backbone_done(ctx, *, reused: bool) -> None:
+    """The SimCLR curve into the record (trained here or by the run that cached the backbone), its features for 004 Fig. 1."""
+    tensors = {k: torch.tensor(v) for k, v in ctx.state["simclr_curve"].items()}
+    ctx.snapshot("simclr", reused=torch.tensor(int(reused)), **tensors)
+    ctx.state.update(simclr_seconds=float(tensors["seconds"].sum()), simclr_reused=reused)
+    if not reused and ctx.options.feature_sample:  # a reused one's are stored when the head starts (not in a pre-flight's plan)
+        ctx.snapshot_features("simclr_features", ctx.options.feature_sample)
 
 
 def plan_dbd(ctx) -> list[Phase]:
-    """004 Figure 2: SimCLR → linear head with SCE → filtered MixMatch fine-tuning (or a reused backbone, then the last two)."""
+    """004 Figure 2: SimCLR → linear head with SCE → filtered MixMatch fine-tuning (or a cached backbone, then the last two)."""
     o, c, n = ctx.options, ctx.config, ctx.n
-    sce = partial(sce_loss, alpha=o.sce_alpha, beta=o.sce_beta)
-    l2 = sce if o.head_loss == "sce" else cross_entropy  # 004 §4.4's L2: the head is fitted with it, the filter ranks by it
-    dim = ctx.model.linear.in_features
-    torch.manual_seed(c.seed)
-    ctx.model.projection = ProjectionHead(dim, o.projection_dim).to(ctx.device)
-    cache = backbone_cache(ctx)
-    reuse = o.cache and cache.exists() and not (ctx.folder / "checkpoint.pt").exists()  # a resumed run keeps its own SimCLR
+    l2 = sce(o) if o.head_loss == "sce" else cross_entropy  # 004 §4.4's L2: the head is fitted with it, the filter ranks by it
+    mm = mixmatch_config(o, o.finetune_epochs)
+    ctx.attach("projection", lambda: ProjectionHead(ctx.model.linear.in_features, o.projection_dim))
+    product = backbone(c, o)
+    reuse = product is not None and ctx.reuse(product)
     if reuse:
-        cached = load_checked(cache, required=("model", "curve"))
-        ctx.model.load_state_dict(cached["model"])
-        ctx.snapshot("simclr", reused=torch.tensor(1), file=str(cache), **cached["curve"])
-        ctx.state["simclr_seconds"] = float(cached["curve"]["seconds"].sum())  # its features are stored when the head starts
-    test = ctx.evaluator
-    mm = MixMatchConfig(iterations=o.iterations, batch_size=o.mixmatch_batch_size, temperature=o.temperature,
-                        alpha=o.mixup_alpha, lambda_u=o.lambda_u, rampup_epochs=float(o.finetune_epochs))
-
-    def simclr(ctx, epoch: int) -> dict[str, Any]:
-        curve = ctx.state.setdefault("simclr_curve", {"loss": [], "probe_acc": [], "seconds": []})
-        if epoch == 0:  # the probe of the untrained network: the baseline the SimCLR curve grows from
-            curve["probe_before"] = [linear_probe_accuracy(ctx.features(test.x), test.y)]
-        steps = batches(torch.arange(n), o.simclr_batch_size, generator=ctx.stream("batches", epoch), drop_last=True)
-        result = ctx.train_steps(steps, simclr_objective(ctx.data, generator=ctx.stream("views", epoch), temperature=o.tau,
-                                                         anchors=o.anchors, views=ViewConfig()))
-        probe = linear_probe_accuracy(ctx.features(test.x), test.y)  # the backbone, on clean test images
-        curve["loss"].append(result.loss)
-        curve["probe_acc"].append(probe)
-        curve["seconds"].append(result.seconds)
-        if epoch == o.simclr_epochs - 1:  # the backbone stage 2 uses: record it, and cache it for later runs
-            tensors = {k: torch.tensor(v) for k, v in curve.items()}
-            ctx.snapshot("simclr", reused=torch.tensor(0), **tensors)
-            ctx.state["simclr_seconds"] = float(tensors["seconds"].sum())
-            if o.cache:
-                save_atomic({"model": ctx.model.state_dict(), "curve": tensors, "key": backbone_key(ctx.config, ctx.options)}, cache)
-            if o.feature_sample:
-                ctx.snapshot_features("simclr_features", o.feature_sample)
-        return {"loss": result.loss, "probe_acc": probe}
+        backbone_done(ctx, reused=True)
 
     def head(ctx, epoch: int) -> dict[str, Any]:
-        if reuse and epoch == 0 and o.feature_sample:  # the reused backbone's features (004 Fig. 1), not in a pre-flight's plan
+        if reuse and epoch == 0 and o.feature_sample:  # the cached backbone's features (004 Fig. 1)
             ctx.snapshot_features("simclr_features", o.feature_sample)
         result = ctx.train_epoch(loss_fn=l2, epoch=epoch, batch_size=o.head_batch_size)
         if epoch == o.head_epochs - 1:  # 004 Fig. 3: the stage-2 losses of every sample
-            ctx.snapshot_losses("stage2", sce=sce)
+            ctx.snapshot_losses("stage2", sce=sce(o))
         return {"loss": result.loss}
 
     def finetune(ctx, epoch: int) -> dict[str, Any]:
         losses = ctx.score(l2)  # L2 (SCE) of the current model on every sample, re-filtered every epoch (004 appendix I)
-        if o.split == "meta":
-            virtual = _asd.virtual_model_losses(ctx, epoch, l2)
-            labelled = meta_split(losses - virtual, rate=o.filter_rate)
-            ctx.log(arrays={"loss_reduction": losses - virtual})
+        if o.split == "meta":  # 002 Fig. 5a: ASD's meta-split on the same losses
+            reduction = losses - virtual_model_losses(ctx, epoch, l2)
+            labelled = meta_split(reduction, rate=o.filter_rate)
+            ctx.log(arrays={"loss_reduction": reduction})
         else:
             labelled = lowest_fraction(losses, o.filter_rate)
         ctx.log_pool(labelled, score=losses, hard_fraction=o.clean_hard_fraction)
         ctx.log(arrays={f"{o.head_loss}_loss": losses})
-        return SEMI_METHODS["mixmatch"](ctx.model, ctx.data, labelled, ctx.optimizer, epoch=epoch, config=mm,
-                                        generator=ctx.stream("mixmatch", epoch), scheduler=ctx.scheduler,
-                                        average=ctx.average, progress=ctx.progress, precision=ctx.precision)
+        return ctx.semi(SEMI_METHODS["mixmatch"], ctx.data, labelled, epoch=epoch, config=mm)
 
-    simclr_optim = Optim("sgd", o.simclr_lr, 0.9, o.simclr_weight_decay, "cosine", horizon=float(o.simclr_horizon))
+    simclr = Optim("sgd", o.simclr_lr, 0.9, o.simclr_weight_decay, "cosine", horizon=float(o.simclr_horizon))
     return [
-        Phase("simclr", 0 if reuse else o.simclr_epochs, n // o.simclr_batch_size, simclr, simclr_optim, evaluate=False),
-        Phase("head", o.head_epochs, -(-n // o.head_batch_size), head, Optim("adam", o.head_lr), train="head"),
+        Phase("simclr", 0 if reuse else o.simclr_epochs, simclr_epoch, simclr, samples=n, batch_size=o.simclr_batch_size,
+              drop_last=True, evaluate=False, product=product),
+        Phase("head", o.head_epochs, head, Optim("adam", o.head_lr), samples=n, batch_size=o.head_batch_size, train="head"),
         # the authors' λ_u ramp counts the head's epochs too: it starts at head/finetune epochs of full weight
-        Phase("finetune", o.finetune_epochs, o.iterations, finetune, Optim("adam", o.finetune_lr), first_epoch=o.head_epochs),
+        Phase("finetune", o.finetune_epochs, finetune, Optim("adam", o.finetune_lr), steps=o.iterations, first_epoch=o.head_epochs),
     ]
 
 
@@ -174,10 +154,9 @@ def check(ctx) -> None:
 
 def finish(ctx) -> dict[str, Any]:
     """The final losses; the projection head leaves the saved model (a plain classifier, like every other run's)."""
-    o = ctx.options
-    ctx.snapshot_losses("final", sce=partial(sce_loss, alpha=o.sce_alpha, beta=o.sce_beta))
+    ctx.snapshot_losses("final", sce=sce(ctx.options))
     del ctx.model.projection
-    return {"simclr_reused": bool(o.cache and "simclr_curve" not in ctx.state), "simclr_seconds": round(ctx.state.get("simclr_seconds", 0.0), 1)}
+    return {"simclr_reused": bool(ctx.state.get("simclr_reused", False)), "simclr_seconds": round(ctx.state.get("simclr_seconds", 0.0), 1)}
 
 
 SPEC = DefenseSpec(
@@ -186,6 +165,7 @@ SPEC = DefenseSpec(
     options=OPTIONS,
     check=check,
     finish=finish,
+    products=lambda config, o: [p for p in [backbone(config, o)] if p is not None],
     isolated="the unlabelled pool, 1 − α of the set by design, so FPR ~50 % at α = 50 %",
     summary="DBD: SimCLR backbone → linear head with SCE → the lowest-SCE half labelled, MixMatch (004)",
     presets={

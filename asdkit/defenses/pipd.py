@@ -25,9 +25,9 @@ from ..losses import cross_entropy
 from ..models import channel_activations, channel_layers
 from ..options import choice, integer, real
 from ..phases import Optim, Phase
-from . import DefenseSpec
-from .abl import lga_reweight
+from .spec import DefenseSpec
 from .discrepancy import discrepancy_scores
+from .pieces import lga_reweight
 from .policies import lowest_fraction, natural_breaks_split
 
 OPTIONS = (
@@ -68,16 +68,26 @@ def selective_weights(benign: torch.Tensor, lam: float, operation: str):
     return reweight
 
 
+def pre_isolate(ctx) -> None:
+    """003 §3.1: P_p ← the p lowest, P_b ← the q highest losses of the LGA model (the runner may then add Table 3's faults)."""
+    o, losses = ctx.options, ctx.score(cross_entropy)
+    ctx.state["p_p"], ctx.state["p_b"] = lowest_fraction(losses, o.p), lowest_fraction(-losses, o.q)
+    ctx.request_faults("p_p", o.fault_ratio)
+
+
+def channel_features(ctx) -> dict[str, torch.Tensor]:
+    """Every sample's pooled channel activations (003 Eq. 4-6's inputs) under the pre-isolation model, computed once."""
+    if "acts" not in ctx.scratch:  # the same feature extractor every round: one forward pass
+        o = ctx.options
+        layers = list(channel_layers(ctx.model))[-o.layers:] if o.layers else None
+        ctx.scratch["acts"] = channel_activations(ctx.model, ctx.data.x, layers, pooling=o.pooling, normalize=ctx.data.normalize,
+                                                  batch_size=ctx.config.eval_batch_size)
+    return ctx.scratch["acts"]
+
+
 def plan_pipd(ctx) -> list[Phase]:
     """Pre-isolation (LGA) → T rounds of progressive isolation → selective training."""
     o, c, n = ctx.options, ctx.config, ctx.n
-    cache: dict[str, Any] = {}
-
-    def pre_isolate(ctx) -> None:
-        """003 §3.1: P_p ← the p lowest, P_b ← the q highest losses of the LGA model (the runner may then add Table 3's faults)."""
-        losses = ctx.score(cross_entropy)
-        ctx.state["p_p"], ctx.state["p_b"] = lowest_fraction(losses, o.p), lowest_fraction(-losses, o.q)
-        ctx.request_faults("p_p", o.fault_ratio)
 
     def pre_isolation(ctx, epoch: int) -> dict[str, Any]:
         result = ctx.train_epoch(reweight=lga_reweight(o.gamma, o.lga_form), epoch=epoch)
@@ -88,31 +98,24 @@ def plan_pipd(ctx) -> list[Phase]:
 
     def isolation_round(ctx, t: int) -> dict[str, Any]:
         s = ctx.state
-        if "acts" not in cache:  # the same feature extractor every round: one forward pass
-            layers = list(channel_layers(ctx.model))[-o.layers:] if o.layers else None
-            cache["acts"] = channel_activations(ctx.model, ctx.data.x, layers, pooling=o.pooling, normalize=ctx.data.normalize,
-                                                batch_size=c.eval_batch_size)
-        scores, chosen, disc = discrepancy_scores(cache["acts"], s["p_p"], s["p_b"], beta=o.beta, fraction=o.top_fraction)
+        scores, chosen, disc = discrepancy_scores(channel_features(ctx), s["p_p"], s["p_b"], beta=o.beta, fraction=o.top_fraction)
         benign, cut = natural_breaks_split(scores, method=o.breaks)
         s["benign"] = benign
         s["p_b"] = s["p_b"] | benign  # Eq. 9: P_b grows by this round's benign output; P_p stays
         ctx.log_pool(benign)
         ctx.log(arrays={"pipd_score": scores, "p_p": s["p_p"].clone(), "p_b": s["p_b"].clone(), **{f"channels/{k}": v for k, v in chosen.items()},
-                        **{f"discrepancy/{k}": v for k, v in disc.items()}}, round=t + 1, jenks_break=cut,
-                isolated=int((~benign).sum()))
+                        **{f"discrepancy/{k}": v for k, v in disc.items()}}, round=t + 1, jenks_break=cut, isolated=int((~benign).sum()))
         return {}
 
     def training(ctx, epoch: int) -> dict[str, Any]:
-        benign = ctx.state["benign"]
-        ctx.log_pool(benign)
-        result = ctx.train_epoch(reweight=selective_weights(benign, o.lambda_, o.operation), epoch=epoch)
-        return {"loss": result.loss}
+        ctx.log_pool(ctx.state["benign"])
+        return {"loss": ctx.train_epoch(reweight=selective_weights(ctx.state["benign"], o.lambda_, o.operation), epoch=epoch).loss}
 
-    steps = -(-n // c.batch_size)
+    selective = replace(Optim.from_config(c), lr=o.train_lr, schedule="constant", milestones=())
     return [
-        Phase("pre_isolation", ctx.epochs, steps, pre_isolation, Optim.from_config(c)),
-        Phase("isolation", o.rounds, 0, isolation_round, Optim.from_config(c), evaluate=False),
-        Phase("training", o.train_epochs, steps, training, replace(Optim.from_config(c), lr=o.train_lr, schedule="constant", milestones=())),
+        Phase("pre_isolation", ctx.epochs, pre_isolation, Optim.from_config(c), samples=n, batch_size=c.batch_size),
+        Phase("isolation", o.rounds, isolation_round, Optim.from_config(c), steps=0, evaluate=False),
+        Phase("training", o.train_epochs, training, selective, samples=n, batch_size=c.batch_size),
     ]
 
 

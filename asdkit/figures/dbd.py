@@ -143,26 +143,18 @@ def poisoned_examples(config, *, count: int = 3, root: Path | None = None) -> tu
     """
     import torch
 
-    from ..attacks import make_attack, poison
-    from ..data import load, stratified_subset
-    from ..engine import resolve_device
-    from ..records import runs_dir
-    from ..runner import run_folder
+    from ..attacks import ATTACKS
+    from ..preparation import poisoned_set, splits
+    from ..prepared import poison_cache
+    from ..records import run_folder, runs_dir
 
-    splits = load(config.dataset, resolution=config.resolution or None)
-    train = splits.train
-    if config.train_size:
-        train = stratified_subset(train, config.train_size, seed=config.seed)
-    attack = make_attack(config.attack, train.shape, seed=config.seed, **config.attack_args)
-    source = None
+    train, _ = splits(config)
+    attack = ATTACKS[config.attack]
     if attack.needs_build(config.rate):
-        from ..prepared import poison_cache, prepare_attack
-
         root = Path(root or runs_dir())
         if not poison_cache(config, run_folder(config, root).parent).exists():
             raise FileNotFoundError(f"the {config.attack} poison is not built yet (run `asdkit run --attack {config.attack}` first)")
-        source = prepare_attack(config, train, attack, root=run_folder(config, root).parent, device=resolve_device("cpu"), quiet=True)
-    ps = poison(train, attack, rate=config.rate, target=config.target, seed=config.seed, label_mode=config.label_mode, source=source)
+    _, ps = poisoned_set(config, train, root=root)  # the same images the run trains on, the poison read from its cache
     idx = ps.poison_index[torch.randperm(len(ps.poison_index), generator=torch.Generator().manual_seed(0))[:count]]
     names = [train.classes[int(c)] if train.classes else str(int(c)) for c in ps.true_label[idx]]
     return train.x[idx].numpy(), ps.x[idx].numpy(), names

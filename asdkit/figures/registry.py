@@ -2,9 +2,9 @@
 
 A :class:`PaperFigure` names its runs as :class:`Need` objects (a defense and config overrides,
 made into a config at the figure's scale); :func:`plan` turns a set of figures into the unique
-configs they read, so a run shared by two figures is one record; :func:`regenerate` trains what
-is missing (optionally in parallel processes), then draws every figure from records alone and
-writes ``<out>/<key>.png`` and ``<out>/README.md``.
+configs they read (a declared set of runs, made by :mod:`asdkit.planner`), so a run shared by
+two figures is one record; :func:`regenerate` has the planner make what is missing, then draws
+every figure from records alone and writes ``<out>/<key>.png`` and ``<out>/README.md``.
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from ..config import RunConfig, make_config
-from ..records import Record, runs_dir
+from ..records import Record, finished_record, run_folder, runs_dir
 
 __all__ = ["Need", "Drawn", "PaperFigure", "FIGURES", "register", "plan", "missing", "regenerate", "select"]
 
@@ -91,8 +91,6 @@ def plan(figures: list[PaperFigure], scale: str) -> tuple[dict[str, RunConfig], 
 
     Every config is made (and so checked) here, before anything trains.
     """
-    from ..runner import run_folder
-
     runs: dict[str, RunConfig] = {}
     uses: dict[str, dict[str, str]] = {}
     for fig in figures:
@@ -107,41 +105,25 @@ def plan(figures: list[PaperFigure], scale: str) -> tuple[dict[str, RunConfig], 
 
 def missing(runs: dict[str, RunConfig], root: Path | None = None) -> dict[str, RunConfig]:
     """The runs of ``runs`` without a finished record under ``root``."""
-    from ..runner import finished_record
-
     return {name: cfg for name, cfg in runs.items() if finished_record(cfg, root) is None}
 
 
 def train_missing(todo: dict[str, RunConfig], *, root: Path | None = None, jobs: int = 1, quiet: bool = False,
                   device: str | None = None, launcher: str = "local", launcher_options: dict | None = None) -> None:
-    """Train every run of ``todo``: one after another here (a progress bar over runs), or through :func:`asdkit.sweep.launch`
-    with ``jobs`` > 1 (runs sharing a built poison or a SimCLR backbone in one process) or on a cluster ``launcher``."""
+    """Have the planner make every run of ``todo`` (dependencies first, every check before the first trains); a failure is raised."""
     from dataclasses import replace
+
+    from ..planner import launch, wait_for
 
     if not todo:
         return
     root = Path(root or runs_dir())
     configs = [replace(c, device=device) if device else c for c in todo.values()]
-    if launcher != "local" or jobs > 1:
-        from ..sweep import launch, wait_for
-
-        results = launch(configs, launcher=launcher, jobs=jobs, root=root, options=launcher_options or {}, quiet=quiet)
-        failed = [r for r in results if r["state"] == "failed"]
-        if failed:
-            raise RuntimeError(f"{len(failed)} run(s) failed on the {launcher} launcher: " + "; ".join(f"{r['run']}: {r['error']}" for r in failed[:3]))
-        wait_for(configs, root)  # a run another process holds is drawn once that process has finished it
-        return
-    from tqdm.auto import tqdm
-
-    from ..runner import preflight, run
-
-    preflight(configs, root)  # a config its defense refuses (ASD's warm-up filling D_C) fails here, not mid-batch
-    bar = tqdm(total=len(configs), desc=f"runs for the figures ({configs[0].scale})", unit="run", disable=quiet)
-    for name, cfg in zip(todo, configs):
-        bar.set_postfix_str(name)
-        run(cfg, root=root, quiet=True)
-        bar.update(1)
-    bar.close()
+    results = launch(configs, launcher=launcher, jobs=jobs, root=root, options=launcher_options or {}, quiet=quiet)
+    failed = [r for r in results if r["state"] == "failed"]
+    if failed:
+        raise RuntimeError(f"{len(failed)} run(s) failed on the {launcher} launcher: " + "; ".join(f"{r['run']}: {r['error']}" for r in failed[:3]))
+    wait_for(configs, root)  # a run another process holds is drawn once that process has finished it
 
 
 class TrainingForbidden(RuntimeError):
@@ -160,7 +142,6 @@ def regenerate(scale: str = "classroom", *, only: str | list[str] | None = None,
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ..runner import run_folder
     from .readme import write_readme
 
     figures = select(only)
@@ -196,6 +177,7 @@ def regenerate(scale: str = "classroom", *, only: str | list[str] | None = None,
                             "draw_seconds": round(time.perf_counter() - t1, 2)}
         if not quiet:
             print(f"{fig.key}: {drawn.number}")
-    write_readme(out, scale, {f.key: f for f in figures}, results, runs=len(runs), trained=len(todo), seconds=trained)
+    write_readme(out, scale, {f.key: f for f in figures}, results, order=[f.key for f in select()], runs=len(runs),
+                 trained=len(todo), seconds=trained)
     return {"figures": results, "runs": len(runs), "trained": len(todo), "train_seconds": round(trained, 1), "out": str(out),
             "skipped": skipped}

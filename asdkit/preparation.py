@@ -1,0 +1,147 @@
+"""Preparing a run: the data, the poisoned set, the trusted seeds, the network and the context a defense sees.
+
+:func:`prepare` is every step before training, and every check: a pre-flight (``preflight=True``)
+stops after the defense has planned its phases, with no poison built and no record touched.
+The figures call :func:`splits` and :func:`poisoned_set` for the same images a run trains on.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .attacks import PoisonedSet, asr_testset, make_attack, poison
+from .config import RunConfig, defense_options, defense_spec, resolve_epochs, validate
+from .context import Context, Evaluator, Products
+from .data import load, seed_samples, stratified_subset
+from .devices import resolve_device
+from .engine import Images, Normalizer, stream
+from .models import make_model
+from .phases import Phase
+from .precision import resolve_precision
+from .records import CHECKPOINT, run_folder
+
+__all__ = ["Prepared", "prepare", "preflight", "splits", "poisoned_set", "draw_seeds", "network"]
+
+
+@dataclass
+class Prepared:
+    """A run ready to train: its config, the defense, the ground truth (the runner's), the context and the planned phases."""
+
+    config: RunConfig
+    spec: Any  # the DefenseSpec
+    attack: Any  # the Attack (a prepared one with its built state)
+    truth: PoisonedSet
+    ctx: Context
+    phases: list[Phase]
+    classes: list[str]
+    folder: Path
+    precision: str
+    precision_reason: str
+
+
+def splits(config: RunConfig):
+    """(train, test) of ``config``'s data set, subsets drawn; the target checked against its classes."""
+    data = load(config.dataset, resolution=config.resolution or None)
+    train, test = data.train, data.test
+    if config.target >= train.num_classes:
+        raise ValueError(f"The 'target' field must be a class index in [0, {train.num_classes - 1}] for {config.dataset}. Got {config.target} instead.")
+    if config.train_size:
+        train = stratified_subset(train, config.train_size, seed=config.seed)
+    if config.test_size:
+        test = stratified_subset(test, config.test_size, seed=config.seed)
+    return train, test
+
+
+def _unbuilt(attack):
+    """A prepared attack's stand-in for a pre-flight: the built poison's indices and labels, the images left as they are."""
+    stand_in, same = copy.copy(attack), lambda x, **_: x.clone()
+    stand_in.apply = stand_in.train_trigger = same
+    if callable(getattr(attack, "noise", None)):  # a noise mode stays one (the cover count depends on it)
+        stand_in.noise = same
+    return stand_in
+
+
+def poisoned_set(config: RunConfig, train, *, root: Path | None = None, device: torch.device | str = "cpu", preflight: bool = False,
+                 rebuild: bool = False, quiet: bool = True):
+    """(attack, :class:`PoisonedSet`) of ``config``: a prepared attack's poison read from its cache (built there if missing)."""
+    from .prepared import check_prepared, prepare_attack
+
+    attack, source = make_attack(config.attack, train.shape, seed=config.seed, **config.attack_args), None
+    if attack.needs_build(config.rate) and preflight:
+        check_prepared(config, attack)
+        attack = _unbuilt(attack)
+    elif attack.needs_build(config.rate):  # CLB, IAB, Refool, ...: built once, cached (asdkit.prepared)
+        source = prepare_attack(config, train, attack, root=run_folder(config, root).parent, device=torch.device(device),
+                                rebuild=rebuild, quiet=quiet)
+    truth = poison(train, attack, rate=config.rate, target=config.target, seed=config.seed, label_mode=config.label_mode, source=source)
+    return attack, truth
+
+
+def draw_seeds(truth: PoisonedSet, config: RunConfig, per_class: int, poisoned: int) -> torch.Tensor:
+    """The defender's trusted seeds: ``per_class`` clean samples a class, ``poisoned`` of them swapped for poisoned ones (002 Table 5)."""
+    if per_class == 0:
+        return torch.zeros(0, dtype=torch.long)
+    try:
+        seeds = seed_samples(truth.observed_label, per_class, seed=config.seed, exclude=truth.is_poison)
+    except ValueError as exc:
+        raise ValueError(f"{config.defense}'s seeds_per_class={per_class} cannot be drawn from this training set: {exc}") from None
+    if poisoned > len(seeds) or poisoned > len(truth.poison_index):
+        raise ValueError(f"The 'poisoned_seeds' option of {config.defense} must be an int in [0, {min(len(seeds), len(truth.poison_index))}] "
+                         f"here (seeds_per_class × classes, and no more than the poisoned samples). Got {poisoned} instead.")
+    if poisoned:
+        g = stream(config.seed, "seeds", "poisoned seeds")
+        picked = truth.poison_index[torch.randperm(len(truth.poison_index), generator=g)[:poisoned]]
+        seeds = torch.cat([seeds[torch.randperm(len(seeds), generator=g)[poisoned:]], picked])
+    return seeds.sort().values
+
+
+def network(config: RunConfig, train, device: torch.device | str = "cpu") -> torch.nn.Module:
+    """The run's network, initialised from its seed, channels-last on ``device``."""
+    torch.manual_seed(config.seed)
+    model = make_model(config.model, num_classes=train.num_classes, in_channels=train.shape[0], **config.model_args)
+    return model.to(device, memory_format=torch.channels_last)
+
+
+def prepare(config: RunConfig, *, root: Path | None = None, quiet: bool = False, rebuild_poison: bool = False,
+            preflight: bool = False) -> Prepared:
+    """Every step before training: data, poison, seeds, network, context, the defense's check and plan (a pre-flight on the CPU)."""
+    validate(config)
+    spec, options = defense_spec(config.defense), defense_options(config)
+    device = resolve_device(config.device)  # checked in the pre-flight too, which then works on the CPU
+    precision, reason = resolve_precision(config.precision, device)  # bf16 this device lacks: refused
+    device = torch.device("cpu") if preflight else device
+    train, test = splits(config)
+    attack, truth = poisoned_set(config, train, root=root, device=device, preflight=preflight, rebuild=rebuild_poison, quiet=quiet)
+    asr_test = asr_testset(test, attack, target=config.target, label_mode=config.label_mode)
+    normalize = Normalizer(train.mean, train.std, device, channels_last=True)
+    data = Images(truth.data.x.to(device), truth.data.y.to(device), normalize, train.num_classes, pad=config.pad, flip=train.hflip)
+    evaluator = Evaluator(test.x.to(device), test.y.to(device), asr_test.x.to(device), asr_test.y.to(device),
+                          normalize, config.eval_batch_size, precision)
+    seeds = draw_seeds(truth, config, *(spec.seeds(options) if spec.seeds else (0, 0)))
+    model = network(config, train, device)
+    folder = run_folder(config, root)
+    products = Products(folder.parent / "cache", readable=not (folder / CHECKPOINT).exists())  # a resumed run keeps its own
+    ctx = Context(config=config, options=options, data=data, seeds=seeds, model=model, epochs=resolve_epochs(config, len(train)),
+                  evaluator=evaluator, folder=folder, precision=precision, products=products)
+    if spec.check is not None:
+        spec.check(ctx)
+    phases: list[Phase] = spec.plan(ctx)
+    names = [p.name for p in phases]
+    if len(set(names)) != len(names) or any(p.epochs < 0 or p.steps < 0 for p in phases):
+        raise ValueError(f"Defense {config.defense!r} planned phases with repeated names or negative sizes: {names}.")
+    return Prepared(config, spec, attack, truth, ctx, phases, train.classes, folder, precision, reason)
+
+
+def preflight(configs, root: Path | None = None) -> None:
+    """Every check each run of ``configs`` makes before it trains (options, data, the defense's data-dependent check), none
+    trained and no poison built: a batch refuses a bad config before its first run, not when that run starts."""
+    for config in configs:
+        try:
+            prepare(config, root=root, quiet=True, preflight=True)
+        except ValueError as err:  # the same error (a DataUnavailableError stays one), prefixed with the run it stopped
+            err.args = (f"{config.defense} / {config.attack} at {config.scale} (seed {config.seed}): {err}", *err.args[1:])
+            raise
