@@ -5,7 +5,7 @@ the hyper-parameter table of a run. Every field is declared once in :func:`confi
 (what it accepts, its default per scale, a one-line doc) and every defense declares its own
 options the same way (``DefenseSpec.options``); :func:`make_config` checks all of them, in
 one place and before any data loads. Scales change sizes, budgets and schedules, never the
-algorithm (DESIGN "Scales"); a scale's budget is counted in sample visits, so the number of
+algorithm (ARCHITECTURE.md, "Scales"); a scale's budget is counted in sample visits, so the number of
 epochs follows from the size of the data set (:func:`resolve_epochs`).
 """
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The hot loop, device-agnostic (DESIGN layer 4): batches are index tensors into resident uint8 images.
+"""The hot loop, device-agnostic: batches are index tensors into resident uint8 images.
 
 :func:`train_steps` is the only batch loop of the package: an *objective* turns one batch
 into per-row losses and weights, the loop does backward, step, schedule, weight average and
@@ -124,7 +124,7 @@ class WeightAverage:
 class Images:
     """A training set as a model sees it: resident uint8 images, observed labels, and how to augment and normalise them.
 
-    This is all a defense gets of the poisoned set: no ground truth (DESIGN layer 6).
+    This is all a defense gets of the poisoned set: no ground truth.
     """
 
     x: torch.Tensor  # uint8 N×C×H×W, on the training device

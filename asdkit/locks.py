@@ -1,4 +1,4 @@
-"""One writer per record: a lock file beside it, taken atomically, refreshed every epoch, taken over when stale (issue 14).
+"""One writer per record: a lock file beside it, taken atomically, refreshed every epoch, taken over when stale.
 
 Two launchers (or two shells) on the same sweep must never train one config twice or write one
 record at once. ``RecordLock`` creates ``<run folder>/.lock`` with ``O_CREAT | O_EXCL`` (atomic

@@ -1,4 +1,4 @@
-"""Per-sample losses of the papers (DESIGN layer 5). Each maps (logits, labels) to an N-vector."""
+"""Per-sample losses of the papers. Each maps (logits, labels) to an N-vector."""
 from __future__ import annotations
 
 import torch

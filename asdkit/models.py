@@ -1,4 +1,4 @@
-"""Models of the papers and a compact CPU model, plus helpers that name their parts (DESIGN layer 3).
+"""Models of the papers and a compact CPU model, plus helpers that name their parts.
 
 Every model here exposes the same three things, so defenses never hard-code layer names:
 

@@ -277,7 +277,7 @@ def share_groups(jobs: list[Job]) -> list[list[Job]]:
     return sorted(groups.values(), key=len, reverse=True)
 
 
-def work(job: dict, root: str, threads: int = 0) -> dict:
+def work(job: dict, root: str, threads: int = 0, quiet: bool = True) -> dict:
     """Worker (any launcher): make one job in the store at ``root``; a run another live worker holds is left to it."""
     if threads:
         import torch
@@ -285,20 +285,20 @@ def work(job: dict, root: str, threads: int = 0) -> dict:
         torch.set_num_threads(threads)
     cfg = RunConfig.from_dict(job["config"])
     if job["kind"] == "poison":
-        return {"state": "done", "record": build_poison(cfg, root=Path(root))}
+        return {"state": "done", "record": build_poison(cfg, root=Path(root), quiet=quiet)}
     try:
-        s = train(cfg, root=Path(root), quiet=True, wait=False)
+        s = train(cfg, root=Path(root), quiet=quiet, wait=False)
         return {"state": "reused" if s.get("reused") else "done", "acc": s.get("acc"), "asr": s.get("asr"), "record": s.get("record")}
     except RunLocked as exc:
         return {"state": "held elsewhere", "error": str(exc)}
 
 
-def work_group(jobs: list[dict], root: str, threads: int = 0) -> list[dict]:
+def work_group(jobs: list[dict], root: str, threads: int = 0, quiet: bool = True) -> list[dict]:
     """Worker: make a group's jobs in order; a failed one is kept with its error and the next one goes on."""
     out = []
     for job in jobs:
         try:
-            out.append(work(job, root, threads))
+            out.append(work(job, root, threads, quiet))
         except Exception as exc:  # noqa: BLE001 - a failed run is reported with its config, never swallowed
             out.append({"state": "failed", "error": f"{type(exc).__name__}: {exc}"})
     return out
@@ -343,8 +343,11 @@ def _dispatch(stage: list[Job], *, launcher: str, jobs: int, root: Path, options
     from . import launchers
 
     groups = share_groups(stage)
-    if launcher == "local" and jobs == 1:  # here, in this process, one group after another
-        raw = [work_group([j.to_dict() for j in g], str(root)) for g in groups]
+    if launcher == "local" and jobs == 1:  # here, in this process, one group after another, each run's progress shown
+        from tqdm.auto import tqdm
+
+        raw = [work_group([j.to_dict() for j in g], str(root), quiet=quiet)
+               for g in tqdm(groups, desc=f"{stage[0].kind}s ({stage[0].config.scale})", unit="group", disable=quiet or len(groups) < 2)]
     elif launcher == "local":
         raw = launchers.local(groups, worker=work_group, root=root, jobs=jobs, quiet=quiet)
     else:

@@ -1,4 +1,4 @@
-"""Pure functions from records to matplotlib figures (DESIGN layer 8): nothing here trains.
+"""Pure functions from records to matplotlib figures: nothing here trains.
 
 Each function takes finished (or partial) :class:`~asdkit.records.Record` objects and returns
 a ``matplotlib.figure.Figure``; saving and showing are the caller's business.

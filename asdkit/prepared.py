@@ -89,7 +89,7 @@ def _surrogate(config: RunConfig, train, *, root: Path, device: torch.device):
 
 
 def check_prepared(config: RunConfig, attack) -> None:
-    """What :func:`prepare_attack` will need, checked without building (:func:`asdkit.runner.preflight`): the build's own inputs, and the clean twin a surrogate attack trains first."""
+    """What :func:`prepare_attack` will need, checked without building (:func:`asdkit.preparation.preflight`): the build's own inputs, and the clean twin a surrogate attack trains first."""
     attack.check_build()
     if attack.prepared == "surrogate":
         validate(surrogate_config(config))

@@ -1,4 +1,4 @@
-"""Semi-supervised pool operations (DESIGN layer 5): MixMatch, with the place for UDA and ReMixMatch.
+"""Semi-supervised pool operations: MixMatch, with the place for UDA and ReMixMatch.
 
 ASD (002 Eq. 2, appendix J) and DBD (004 Section 3.3) train on the clean pool D_C with its
 labels and on the polluted pool D_P without them. :func:`mixmatch_epoch` is one epoch of

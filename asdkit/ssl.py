@@ -1,4 +1,4 @@
-"""Self-supervised pool operation (DESIGN layer 5): SimCLR on the shared training step (004 Section 4.2, appendix I).
+"""Self-supervised pool operation: SimCLR on the shared training step (004 Section 4.2, appendix I).
 
 DBD's first stage learns a feature extractor from the label-removed poisoned set with SimCLR
 (Chen et al. 2020): two random views of every image, a projection head, and the NT-Xent

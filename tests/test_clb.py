@@ -1,4 +1,4 @@
-"""CLB, the label-consistent backdoor (issue 13): the ε ball, kept labels, and the prepared-poison cache."""
+"""CLB, the label-consistent backdoor: the ε ball, kept labels, and the prepared-poison cache."""
 from __future__ import annotations
 
 import pytest

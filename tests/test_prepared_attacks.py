@@ -1,4 +1,4 @@
-"""Issue 13's prepared attacks: IAB, adaptive-patch, Refool, ASD's adaptive attacks; each built once, cached, reused, rebuilt on request."""
+"""The prepared attacks: IAB, adaptive-patch, Refool, ASD's adaptive attacks; each built once, cached, reused, rebuilt on request."""
 from __future__ import annotations
 
 from pathlib import Path

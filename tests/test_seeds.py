@@ -1,4 +1,4 @@
-"""Results as distributions (issue 16): the starved-class flag, the multi-seed summary, and the lab preset."""
+"""Results as distributions : the starved-class flag, the multi-seed summary, and the lab preset."""
 from __future__ import annotations
 
 import json

@@ -182,7 +182,7 @@ def test_runs_sharing_a_built_poison_or_a_backbone_go_to_one_worker_and_the_rest
 def test_a_failed_run_in_a_group_is_reported_and_the_group_goes_on(monkeypatch):
     import asdkit.planner as planner
 
-    def one(job, root, threads=0):
+    def one(job, root, threads=0, quiet=True):
         if job["config"]["seed"] == 0:
             raise ValueError("planted failure")
         return {"state": "done"}

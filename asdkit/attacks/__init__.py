@@ -1,4 +1,4 @@
-"""Backdoor attacks as pure functions of uint8 image batches, and poisoning (DESIGN layer 2).
+"""Backdoor attacks as pure functions of uint8 image batches, and poisoning.
 
 ``make_attack("badnets", (3, 32, 32))`` builds a trigger; ``poison(train, attack, rate=0.05,
 target=0, seed=0)`` returns a :class:`PoisonedSet`; ``asr_testset(test, attack, target=0)``
@@ -39,7 +39,7 @@ ATTACKS: dict[str, type[Attack]] = {
     "asd-adaptive-feat": ASDAdaptiveFeat,
 }
 
-#: Attacks of the papers not implemented yet (none left: issue 13 built CLB, IAB, Refool, adaptive-patch, ASD's adaptive ones).
+#: Attacks of the papers not implemented yet (none left).
 PLANNED: tuple[str, ...] = ()
 
 

@@ -1,4 +1,4 @@
-"""What every attack is: a pure function of a uint8 image batch (DESIGN layer 2)."""
+"""What every attack is: a pure function of a uint8 image batch."""
 from __future__ import annotations
 
 import torch
@@ -62,7 +62,7 @@ class Attack:
         raise NotImplementedError
 
     def check_build(self) -> None:
-        """What :meth:`build` will read, checked without building (:func:`asdkit.runner.preflight`); most builds read only the run's data."""
+        """What :meth:`build` will read, checked without building (:func:`asdkit.preparation.preflight`); most builds read only the run's data."""
 
     def build_size(self, inputs) -> int:  # pragma: no cover - interface of prepared attacks
         """How many units :meth:`build` reports to its progress bar."""

@@ -1,4 +1,4 @@
-"""What a prepared attack's build sees (issue 13): the clean set, the target, a normaliser, a device, the seed, models."""
+"""What a prepared attack's build sees: the clean set, the target, a normaliser, a device, the seed, models."""
 from __future__ import annotations
 
 from dataclasses import dataclass

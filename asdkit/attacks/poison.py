@@ -1,4 +1,4 @@
-"""Poisoning a training set and building the ASR test set (DESIGN layer 2; ASD App. B.2, DBD Sec. 5.1)."""
+"""Poisoning a training set and building the ASR test set (ASD App. B.2, DBD Sec. 5.1)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, replace

@@ -1,4 +1,4 @@
-"""Data sets as in-memory tensors: loaders, subsets, seed samples (DESIGN layer 1)."""
+"""Data sets as in-memory tensors: loaders, subsets, seed samples."""
 from .loaders import DATASETS, DataUnavailableError, class_names, data_dir, describe, load
 from .sampling import seed_samples, stratified_subset
 from .types import DataSplits, ImageSet

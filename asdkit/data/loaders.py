@@ -1,4 +1,4 @@
-"""Loading a data set by name or path into in-memory uint8 tensors (DESIGN layer 1).
+"""Loading a data set by name or path into in-memory uint8 tensors.
 
 Named data sets are looked for in the data dir (``$ASDKIT_DATA``, else ``./data``):
 

@@ -1,4 +1,4 @@
-"""The one data type of asdkit: a labelled image set held as in-memory tensors (DESIGN layer 1)."""
+"""The one data type of asdkit: a labelled image set held as in-memory tensors."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace

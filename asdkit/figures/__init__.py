@@ -1,4 +1,4 @@
-"""The papers' figures (issue 12): a registry of every figure, the runs it reads, and a pure drawing function.
+"""The papers' figures: a registry of every figure, the runs it reads, and a pure drawing function.
 
 ``asdkit figures`` (or :func:`regenerate`) trains the runs that are missing, each once however
 many figures read it, then draws ``figures/<paper>_figNN.png`` and ``figures/README.md``.

@@ -19,7 +19,7 @@ def attacks(scale: str, full: tuple[str, ...] = ATTACKS4) -> tuple[str, ...]:
 def ablation_attacks(scale: str) -> tuple[str, ...]:
     """The attacks of ASD's ablation grids (002 Figs. 6, 7, 11, 13): BadNets alone at classroom and smoke, all four above.
 
-    The classroom grid is reduced so that the whole figure set trains cold in one evening on two cores (issue 12):
+    The classroom grid is reduced so that the whole figure set trains cold in one evening on two cores:
     one attack × the variants is 17 ASD runs instead of 29.
     """
     return ATTACKS4[:1] if scale in ("smoke", "classroom") else ATTACKS4
