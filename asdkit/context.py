@@ -44,7 +44,7 @@ class EpochLog:
 
 @dataclass(frozen=True)
 class Products:
-    """Where phase products are cached (``<runs>/cache``), and whether this run may read them (a resumed run keeps its own)."""
+    """Where phase products are cached (``<runs>/cache/products``), and whether this run may read them (a resumed run keeps its own)."""
 
     folder: Path
     readable: bool = True

@@ -124,7 +124,7 @@ def prepare(config: RunConfig, *, root: Path | None = None, quiet: bool = False,
     seeds = draw_seeds(truth, config, *(spec.seeds(options) if spec.seeds else (0, 0)))
     model = network(config, train, device)
     folder = run_folder(config, root)
-    products = Products(folder.parent / "cache", readable=not (folder / CHECKPOINT).exists())  # a resumed run keeps its own
+    products = Products(folder.parent / "cache" / "products", readable=not (folder / CHECKPOINT).exists())  # a resumed run keeps its own
     ctx = Context(config=config, options=options, data=data, seeds=seeds, model=model, epochs=resolve_epochs(config, len(train)),
                   evaluator=evaluator, folder=folder, precision=precision, products=products)
     if spec.check is not None:

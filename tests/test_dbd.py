@@ -87,7 +87,7 @@ def test_the_record_holds_stage2_losses_and_the_feature_sample(tiny_run):
 
 def test_the_backbone_cache_is_reused_when_only_later_stages_change(tiny_run, runs_env, monkeypatch):
     summary, rec, _, root = tiny_run
-    assert len(list((root / "cache").glob("simclr-*.pt"))) == 1
+    assert len(list((root / "cache" / "products").glob("simclr-*.pt"))) == 1
 
     def no_simclr(*args, **kwargs):
         pytest.fail("SimCLR trained again")

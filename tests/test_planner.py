@@ -1,0 +1,52 @@
+"""The planner: dependencies are jobs made first, once; no run starts another; the three front-ends share its flags."""
+from __future__ import annotations
+
+import pytest
+from helpers import forbid_training
+
+from asdkit.cli import main
+from asdkit.config import make_config
+from asdkit.planner import dependencies, stages
+from asdkit.prepared import surrogate_config
+from asdkit.records import run_folder
+
+
+def test_a_surrogate_attack_needs_its_clean_twin_then_its_poison_and_a_plain_one_nothing():
+    clb = make_config("smoke", overrides={"attack": "clb"})
+    assert [(j.kind, j.config) for j in dependencies(clb)] == [("run", surrogate_config(clb)), ("poison", clb)]
+    iab = make_config("smoke", overrides={"attack": "iab"})
+    assert [j.kind for j in dependencies(iab)] == ["poison"]  # it trains its own networks: no twin
+    assert dependencies(make_config("smoke")) == []
+    assert dependencies(make_config("smoke", overrides={"attack": "clb", "rate": 0.0})) == []  # nothing to build at rate 0
+
+
+def test_runs_sharing_a_twin_and_a_poison_are_planned_with_each_made_once(tmp_path):
+    runs = [make_config("smoke", defense=d, overrides={"attack": "clb"}) for d in ("none", "asd")]  # one twin, one poison
+    runs.append(make_config("smoke", overrides={"attack": "clb", "seed": 1}))
+    plan = stages(runs, tmp_path)
+    assert [[j.kind for j in s] for s in plan] == [["run", "run"], ["poison", "poison"], ["run"] * 3]
+    assert {run_folder(j.config, tmp_path).name for j in plan[0]} == {run_folder(surrogate_config(c), tmp_path).name for c in runs}
+
+
+def test_a_run_never_starts_another_its_missing_twin_is_a_clear_error(runs_env):
+    from asdkit.runner import Run
+
+    clb = make_config("smoke", overrides={"attack": "clb", "train_size": 600, "test_size": 300})
+    with pytest.raises(ValueError, match="clean twin .* not trained yet: asdkit.run"):
+        Run(clb, root=runs_env, quiet=True)
+    assert not list(runs_env.rglob("record.pt"))
+
+
+@pytest.mark.parametrize("argv", [["course", "prepare", "--scale", "smoke", "--only", "clean,none-blend"],
+                                  ["figures", "--scale", "smoke", "--only", "asd_fig01"],
+                                  ["sweep", "--scale", "smoke", "--attack", "badnets,blend"]])
+def test_course_figures_and_sweep_share_the_planners_status_and_dry_run(argv, runs_env, capsys, monkeypatch):
+    forbid_training(monkeypatch)
+    assert main([*argv, "--status"]) == 0
+    status = capsys.readouterr().out
+    assert "missing" in status and "runs: " in status and "done" not in status.split("runs: ")[-1]
+    assert main([*argv, "--dry-run", "--jobs", "2"]) == 0
+    dry = capsys.readouterr().out
+    assert "would run " in dry and "with the local launcher: 2 at a time on this machine" in dry
+    assert main([*argv, "--jobs", "0"]) == 2
+    assert not runs_env.exists() or not list(runs_env.rglob("record.pt"))
