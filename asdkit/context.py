@@ -44,13 +44,17 @@ class EpochLog:
 
 @dataclass(frozen=True)
 class Products:
-    """Where phase products are cached (``<runs>/cache/products``), and whether this run may read them (a resumed run keeps its own)."""
+    """Where phase products are cached (``<runs>/cache/products``), and which this run may read: all (``only`` None), or, when
+    it resumes, the ones it had read before it stopped (a run that made its own keeps its own)."""
 
     folder: Path
-    readable: bool = True
+    only: frozenset[str] | None = None
 
     def path(self, product: Product) -> Path:
         return self.folder / f"{product.name}-{product.key}.pt"
+
+    def readable(self, product: Product) -> bool:
+        return (self.only is None or product.name in self.only) and self.path(product).exists()
 
 
 @dataclass(frozen=True)
@@ -244,11 +248,12 @@ class Context:
 
     def reuse(self, product: Product) -> bool:
         """Load ``product`` if a run cached it (weights into the model, its state into ``state``); whether it was there."""
-        if self.products is None or not self.products.readable or not self.products.path(product).exists():
+        if self.products is None or not self.products.readable(product):
             return False
         cached = load_checked(self.products.path(product), required=("model", "state"))
         self.model.load_state_dict(cached["model"])
         self.state.update(cached["state"])
+        self.state["reused_products"] = sorted({*self.state.get("reused_products", ()), product.name})  # a resume reads it again
         return True
 
     def keep(self, product: Product) -> None:

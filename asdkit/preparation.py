@@ -22,7 +22,7 @@ from .engine import Images, Normalizer, stream
 from .models import make_model
 from .phases import Phase
 from .precision import resolve_precision
-from .records import CHECKPOINT, run_folder
+from .records import CHECKPOINT, load_checked, run_folder
 
 __all__ = ["Prepared", "prepare", "preflight", "splits", "poisoned_set", "draw_seeds", "network"]
 
@@ -106,6 +106,13 @@ def network(config: RunConfig, train, device: torch.device | str = "cpu") -> tor
     return model.to(device, memory_format=torch.channels_last)
 
 
+def _products_read(checkpoint: Path) -> frozenset[str] | None:
+    """The phase products a run may read: any when it starts; when it resumes, those it had read (its plan must not change)."""
+    if not checkpoint.exists():
+        return None
+    return frozenset(load_checked(checkpoint, required=("state",))["state"].get("reused_products", ()))
+
+
 def prepare(config: RunConfig, *, root: Path | None = None, quiet: bool = False, rebuild_poison: bool = False,
             preflight: bool = False) -> Prepared:
     """Every step before training: data, poison, seeds, network, context, the defense's check and plan (a pre-flight on the CPU)."""
@@ -124,7 +131,7 @@ def prepare(config: RunConfig, *, root: Path | None = None, quiet: bool = False,
     seeds = draw_seeds(truth, config, *(spec.seeds(options) if spec.seeds else (0, 0)))
     model = network(config, train, device)
     folder = run_folder(config, root)
-    products = Products(folder.parent / "cache" / "products", readable=not (folder / CHECKPOINT).exists())  # a resumed run keeps its own
+    products = Products(folder.parent / "cache" / "products", _products_read(folder / CHECKPOINT))
     ctx = Context(config=config, options=options, data=data, seeds=seeds, model=model, epochs=resolve_epochs(config, len(train)),
                   evaluator=evaluator, folder=folder, precision=precision, products=products)
     if spec.check is not None:

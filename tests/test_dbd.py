@@ -194,3 +194,17 @@ def test_dbd_lowers_asr_against_no_defense_at_smoke_scale(runs_env):
     assert none["asr"] > 0.9 and dbd_run["asr"] < none["asr"] - 0.5, (dbd_run["asr"], none["asr"])
     assert dbd_run["max_poison_in_clean_pool"] < 100  # of 200: the SCE filter keeps most poisoned samples unlabelled
     assert dbd_run["fpr"] == pytest.approx(0.5, abs=0.1)  # the unlabelled pool is half the set by design
+
+
+def test_a_run_that_read_a_cached_backbone_resumes_reading_it(runs_env, monkeypatch):
+    """Killed in the head phase after reusing a backbone, the run resumes with the same plan and the same numbers."""
+    first, second = tiny(), tiny(**{"defense.filter_rate": 0.4, "defense.finetune_epochs": 1})
+    for root in ("a", "b"):
+        asdkit.run(first, quiet=True, root=runs_env / root)  # caches the backbone
+    reference = asdkit.run(second, quiet=True, root=runs_env / "a")
+    with dies_after_checkpoint(monkeypatch, 1):
+        asdkit.run(second, quiet=True, root=runs_env / "b")
+    resumed = asdkit.run(second, quiet=True, root=runs_env / "b")
+    assert resumed["simclr_reused"] is True and resumed["phases"] == reference["phases"] and resumed["phases"]["simclr"] == 0
+    a, b = Record.load(reference["record"]), Record.load(resumed["record"])
+    assert a.metric("phase") == b.metric("phase") and a.metric("acc") == b.metric("acc") and a.metric("loss") == b.metric("loss")
