@@ -1,14 +1,22 @@
 """Atomic file writes, shared by the data cache and the run records (below every layer that writes a file)."""
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
-__all__ = ["save_atomic", "save_atomic_text"]
+__all__ = ["save_atomic", "save_atomic_text", "NoSpace"]
+
+LOW_SPACE = 64 * 2**20  # a failed write with less free space than this was a full disk (torch's zip writer hides ENOSPC)
+
+
+class NoSpace(ValueError):
+    """The disk filled up during a write: nothing is half-written, the files written before are kept."""
 
 
 def _write_atomic(path: Path, write) -> None:
@@ -27,9 +35,12 @@ def _write_atomic(path: Path, write) -> None:
             os.fsync(f.fileno())
         os.chmod(tmp, 0o644)  # mkstemp makes it 0600
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(err, Exception) and (getattr(err, "errno", None) == errno.ENOSPC or shutil.disk_usage(path.parent).free < LOW_SPACE):
+            raise NoSpace(f"no space left in {path.parent} (writing {path.name}); what was written before is kept "
+                          "(a run resumes from its last finished epoch): free some space and run again.") from None
         raise
 
 

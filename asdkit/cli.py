@@ -199,24 +199,16 @@ def _cmd_options(args: argparse.Namespace) -> int:
 def _cmd_run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from .config import make_config, parse_assignment, parse_seeds
+    from .config import make_config, parse_assignments, parse_seeds
     from .planner import run, run_seeds
 
     if args.options:
         print(_options_table(args.defense))
         return 0
 
-    overrides = dict(parse_assignment(a) for a in args.assignments)
     seeds = parse_seeds(args.seed)
-    for name in ("dataset", "attack", "rate", "target", "model"):
-        if getattr(args, name) is not None:
-            overrides[name] = getattr(args, name)
-    if seeds:
-        overrides["seed"] = seeds[0]
-    if args.label_mode:
-        overrides["label_mode"] = args.label_mode
-    if args.device is not None:
-        overrides["device"] = args.device
+    flags = {name: getattr(args, name) for name in ("dataset", "attack", "rate", "target", "model", "label_mode", "device")}
+    overrides = parse_assignments(args.assignments, args.defense, **flags, seed=seeds[0] if seeds else None)
     config = make_config(args.scale, defense=args.defense, overrides=overrides)
     if len(seeds) > 1:
         result = run_seeds(config, seeds, quiet=args.quiet, force=args.force, rebuild_poison=args.rebuild_poison)
@@ -256,6 +248,13 @@ def _summary_line(config, summary: dict) -> str:
                     if k not in _SHOWN and not k.startswith("seconds_"))
     low = f"  lowest class {summary['lowest_class']} {summary['lowest_class_acc']:.1%}" if "lowest_class_acc" in summary else ""
     reused = " (reused finished record)" if summary.get("reused") else ""
+    if summary.get("reused") and summary.get("machine"):
+        from .devices import resolve_device
+        from .records import machine
+
+        here = machine(resolve_device(config.device))
+        if summary["machine"] != here:  # numbers repeat on one machine and thread count only
+            reused = f" (reused a record trained on {summary['machine']}, not {here}: a run here could differ in the last digits)"
     return (f"{config.defense} vs {config.attack} {config.rate:.0%} on {config.dataset} ({config.scale}): "
             f"ACC {summary['acc']:.2%}  {_asr_text(summary)}{low}{extra}  {summary['epochs']} epochs  "
             f"{summary.get('precision', config.precision)}  {summary['seconds']:.0f} s{reused}  -> {summary['record']}")
@@ -309,9 +308,12 @@ def _cmd_course(args: argparse.Namespace) -> int:
 
     at = args.scale or course.scale()
     if args.action == "list":
-        for name, done in course.status(at):
+        from . import planner
+
+        named = course.configs(at)
+        for (name, cfg), (_, state) in zip(named.items(), planner.status(list(named.values()))):
             spec = course.COURSE[name]
-            print(f"  {'done   ' if done else 'missing'}  {name:<24} notebooks {','.join(spec.notebooks):<10} {spec.about}")
+            print(f"  {state:<8} {name:<24} notebooks {','.join(spec.notebooks):<10} {spec.about}")
         return 0
     names = [x.strip() for x in args.only.split(",")] if args.only else None
     if _plan_only(args, list(course.configs(at, names).values())):
@@ -411,7 +413,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return {"run": _cmd_run, "data": _cmd_data, "options": _cmd_options, "course": _cmd_course,
                 "notebooks": _cmd_notebooks, "figures": _cmd_figures, "sweep": _cmd_sweep}[args.command](args)
     except ValueError as exc:  # bad input: one clear line, no traceback
-        print(f"asdkit: error: {exc}", file=sys.stderr)
+        print("asdkit: error: " + " ".join(str(exc).split()), file=sys.stderr)
         return 2
     except BrokenPipeError:  # `asdkit options | head`: the reader left; not an error
         import os

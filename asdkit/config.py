@@ -138,7 +138,7 @@ def config_fields() -> tuple[Option, ...]:
         choice("label_mode", "all2one", ("all2one", "all2all"), doc="all2all relabels y -> (y + 1) mod C"),
         choice("defense", "none", sorted(DEFENSES), doc="the defense (set with --defense, not --set)"),
         choice("scale", "classroom", SCALES, doc="the preset (set with --scale, not --set)"),
-        integer("seed", 0, low=0, doc="seed of the poison selection, the trigger, the initialisation and every random stream"),
+        integer("seed", 0, low=0, high=2**63 - 1, doc="seed of the poison selection, the trigger, the initialisation and every random stream"),
         Option("device", "auto", lambda v: isinstance(v, str) and bool(_DEVICE.match(v)), "one of 'auto', 'cpu', 'cuda', 'cuda:N', 'mps'",
                "where to train; not part of the record key"),
         Option("precision", default_precision(), lambda v: v in PRECISIONS, f"one of {list(PRECISIONS)} (this machine: {_supported_here()})",
@@ -245,6 +245,7 @@ def make_config(scale: str = "classroom", *, defense: str = "none", overrides: d
     attack_args = {**_attack_scale_defaults(values["attack"], scale), **attack_args}
     if isinstance(values.get("milestones"), list):
         values["milestones"] = tuple(values["milestones"])
+    values["dataset"] = dataset_name(values["dataset"])
     options = resolve(spec.options, defense_args, scale=scale, owner=defense, what="defense option(s)")
     check_value(_field("precision"), values["precision"], "field")
     check_value(_field("device"), values["device"], "field")
@@ -252,6 +253,13 @@ def make_config(scale: str = "classroom", *, defense: str = "none", overrides: d
     config = RunConfig(**values, attack_args=attack_args, defense_args=dict(options))
     validate(config)
     return config
+
+
+def dataset_name(name: Any) -> Any:
+    """A named data set in its one spelling (``Fashion-MNIST`` → ``fashion-mnist``), so one run has one record key; paths as given."""
+    from .data import DATASETS
+
+    return name.lower() if isinstance(name, str) and name.lower() in DATASETS else name
 
 
 def _attack_scale_defaults(attack: str, scale: str) -> dict[str, Any]:
@@ -287,6 +295,22 @@ def parse_assignment(text: str) -> tuple[str, Any]:
     return key.strip(), value
 
 
+def parse_assignments(texts, defense: str, **flags: Any) -> dict[str, Any]:
+    """Every ``--set key=value`` and flag as one overrides dict; a field given twice (``asd.gamma`` and ``defense.gamma``,
+    ``--attack`` and ``--set attack=``) is refused, naming both."""
+    out: dict[str, Any] = {}
+    given: dict[str, str] = {}
+    pairs = [(f"--set {t}", *parse_assignment(t)) for t in texts]
+    pairs += [(f"--{k.replace('_', '-')} {v}", k, v) for k, v in flags.items() if v is not None]
+    for source, key, value in pairs:
+        canonical = f"defense.{key.split('.', 1)[1]}" if key.startswith(f"{defense}.") else key
+        if canonical in given:
+            raise ValueError(f"The {canonical!r} field is given twice ({given[canonical]} and {source}); give it once.")
+        given[canonical] = source
+        out[key] = value
+    return out
+
+
 def validate(config: RunConfig) -> None:
     """Check every field, the attack's and the model's option names and every defense option; ValueError naming field, range and value."""
     from .attacks import ATTACKS, PLANNED, check_attack_options
@@ -303,10 +327,21 @@ def validate(config: RunConfig) -> None:
     unknown = sorted(set(config.model_args) - allowed)
     if unknown:
         raise ValueError(f"The 'model_args' field has option(s) {unknown} that model {config.model!r} does not take; it takes {sorted(allowed) or 'none'}.")
+    _check_model_args(config.model, config.model_args)
     spec = defense_spec(config.defense)
     options = defense_options(config)
     if spec.constraints is not None:
         spec.constraints(config, options)
+
+
+def _check_model_args(model: str, args: dict) -> None:
+    """The widths a network is built with: three ints for the compact network's stages, one for ResNet-18's first."""
+    ok = lambda v: isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 4096  # noqa: E731
+    if "widths" in args and not (isinstance(args["widths"], (list, tuple)) and len(args["widths"]) == 3 and all(map(ok, args["widths"]))):
+        raise ValueError(f"The 'model_args' field's option 'widths' of model {model!r} must be three ints in [1, 4096] "
+                         f"(the stages' channels, e.g. (32, 64, 128)). Got {args['widths']!r} instead.")
+    if "width" in args and not ok(args["width"]):
+        raise ValueError(f"The 'model_args' field's option 'width' of model {model!r} must be an int in [1, 4096]. Got {args['width']!r} instead.")
 
 
 def _model_options(model: str) -> set[str]:
@@ -328,6 +363,9 @@ def config_hash(config: RunConfig) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
+MAX_SEED, MAX_SEEDS = 2**63 - 1, 1000  # a seed torch's generators take; the runs one command may ask for
+
+
 def parse_seeds(text: str | None) -> list[int]:
     """``--seed``: one int, a comma list (0,1,2) or a range (0-4); [] when not given."""
     if text is None:
@@ -336,9 +374,13 @@ def parse_seeds(text: str | None) -> list[int]:
     try:
         for part in str(text).split(","):
             lo, _, hi = part.strip().partition("-")
-            seeds.extend(range(int(lo), int(hi) + 1) if hi else [int(lo)])
+            first, last = int(lo), int(hi) if hi else int(lo)
+            if not 0 <= first <= last <= MAX_SEED or last - first + 1 + len(seeds) > MAX_SEEDS:
+                raise ValueError
+            seeds.extend(range(first, last + 1))
     except ValueError:
-        raise ValueError(f"The 'seed' field must be a non-negative int, a comma list (0,1,2) or a range (0-4). Got {text!r} instead.") from None
+        raise ValueError(f"The 'seed' field must be an int in [0, {MAX_SEED}], a comma list (0,1,2) or a range (0-4) of at most "
+                         f"{MAX_SEEDS} seeds. Got {text!r} instead.") from None
     if len(set(seeds)) != len(seeds) or not seeds:
         raise ValueError(f"The 'seed' field lists a seed twice or none: {text!r}.")
     return seeds

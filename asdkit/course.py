@@ -95,8 +95,9 @@ def configs(at: str | None = None, names: list[str] | None = None) -> dict[str, 
 
 
 def status(at: str | None = None) -> list[tuple[str, bool]]:
-    """(name, finished?) of every course run at scale ``at``."""
-    return [(name, finished_record(cfg) is not None) for name, cfg in configs(at).items()]
+    """(name, finished?) of every course run at scale ``at`` (a corrupt record is not finished: ``asdkit course list`` says so)."""
+    named = configs(at)
+    return [(name, state == "done") for name, (_, state) in zip(named, planner.status(list(named.values())))]
 
 
 def prepare(at: str | None = None, *, names: list[str] | None = None, quiet: bool = False, jobs: int = 1, launcher: str = "local",

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["resolve_device", "CPU_CHUNK", "forward_chunk"]
+__all__ = ["resolve_device", "CPU_CHUNK", "forward_chunk", "available_memory"]
 
 # Images per no-grad forward pass on a CPU. At 1,024 28×28 images the first layer's activations (100 MB) overflow the
 # caches: 256 at a time is 1.6× faster in float32 and 1.4× in bfloat16 (benchmarks/precision.py), with the same bits.
@@ -36,3 +36,17 @@ def resolve_device(name: str = "auto") -> torch.device:
 def forward_chunk(batch_size: int, device: torch.device) -> int:
     """How many images one no-grad forward pass takes: ``batch_size``, at most :data:`CPU_CHUNK` on a CPU (a speed detail: eval mode gives each image the same output in any batch)."""
     return min(batch_size, CPU_CHUNK) if torch.device(device).type == "cpu" else batch_size
+
+
+def available_memory(device: torch.device | str = "cpu") -> int:
+    """Bytes a run may still allocate on ``device``: the GPU's free memory, else the host's MemAvailable (or 8 GiB if unknown)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    try:
+        for line in open("/proc/meminfo"):
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 8 * 2**30

@@ -37,8 +37,7 @@ __all__ = [
     "predict",
     "EpochResult",
     "stream",
-    "WeightAverage",
-]
+    "WeightAverage", "Diverged"]
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (logits, labels) -> per-sample loss
 
@@ -53,6 +52,10 @@ def stream(seed: int, *names: object) -> torch.Generator:
 
     digest = hashlib.sha256(repr((int(seed),) + tuple(str(n) for n in names)).encode()).digest()
     return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") % (2**63))
+
+
+class Diverged(ValueError):
+    """A training step's loss was not finite (NaN or inf): the run stops before that step changes the weights."""
 
 
 class Normalizer:
@@ -230,6 +233,10 @@ def train_steps(model: nn.Module, batches: Iterable[Any], objective: Objective, 
         with autocast(device, precision):
             terms = objective(model, batch)
         loss = (terms.loss.float() * terms.weight).sum()
+        if not bool(torch.isfinite(loss)):  # stop at once: the step would put NaN into every weight
+            lr = optimizer.param_groups[0]["lr"]
+            raise Diverged(f"the training loss became {float(loss.detach())} at step {steps + 1} of the epoch (lr {lr:g}); "
+                           "the likeliest cause is a learning rate too large for this model")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

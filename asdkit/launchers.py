@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["local", "slurm", "ray", "slurm_parameters"]
+__all__ = ["local", "slurm", "ray", "slurm_parameters", "check"]
 
 
 def _needs(module: str, extra: str):
@@ -19,6 +19,33 @@ def _needs(module: str, extra: str):
         return importlib.import_module(module)
     except ImportError:
         raise ValueError(f"The {extra} launcher needs {module}: pip install 'asdkit[{extra}]' (or pip install {module}).") from None
+
+
+def check(launcher: str, options: dict) -> None:
+    """Whether ``launcher`` can run here, before any work: its package, and for SLURM a scheduler (``sbatch``) to submit to."""
+    import shutil
+
+    if launcher == "slurm":
+        _needs("submitit", "slurm")
+        if options.get("cluster") is None and shutil.which("sbatch") is None:
+            raise ValueError("--launcher slurm needs a SLURM scheduler (sbatch) on this machine and none was found; "
+                             "submit from a SLURM login node, or run here with --launcher local.")
+    elif launcher == "ray":
+        _needs("ray", "ray")
+
+
+def _watch_parent(parent: int) -> None:
+    """In a worker: end within a second once the process that started it is gone (a killed sweep leaves no orphans)."""
+    import os
+    import threading
+    import time
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="asdkit-parent-watch").start()
 
 
 def _failed(exc: BaseException, group: list, prefix: str = "") -> list[dict]:
@@ -37,7 +64,8 @@ def local(groups, *, worker, root: Path, jobs: int = 1, quiet: bool = False) -> 
     threads = max(1, (os.cpu_count() or 1) // max(1, jobs)) if jobs > 1 else 0
     bar = tqdm(total=sum(len(g) for g in groups), desc=f"runs, {jobs} at a time", unit="run", disable=quiet)
     results: list[list[dict]] = []
-    with ProcessPoolExecutor(max_workers=max(1, jobs), mp_context=mp.get_context("spawn")) as pool:
+    with ProcessPoolExecutor(max_workers=max(1, jobs), mp_context=mp.get_context("spawn"), initializer=_watch_parent,
+                             initargs=(os.getpid(),)) as pool:
         futures = [pool.submit(worker, [j.to_dict() for j in g], str(root), threads) for g in groups]
         for g, f in zip(groups, futures):
             try:

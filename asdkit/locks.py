@@ -16,7 +16,8 @@ from pathlib import Path
 
 __all__ = ["RecordLock", "RunLocked", "STALE_SECONDS"]
 
-STALE_SECONDS = float(os.environ.get("ASDKIT_LOCK_STALE", 3600))  # an epoch refreshes the lock; an hour without one is a dead worker
+STALE_SECONDS = float(os.environ.get("ASDKIT_LOCK_STALE", 3600))
+WRITING_SECONDS = 10.0  # a lock file with no holder in it for longer than this was left empty, not being written  # an epoch refreshes the lock; an hour without one is a dead worker
 
 
 class RunLocked(RuntimeError):
@@ -60,6 +61,11 @@ class RecordLock:
         h = self.holder()
         if h is None:
             return False
+        if not h.get("host") or int(h.get("pid") or -1) <= 0:  # empty or unreadable: stale unless it is being written now
+            try:
+                return time.time() - self.path.stat().st_mtime > WRITING_SECONDS
+            except FileNotFoundError:
+                return False
         if h.get("host") == socket.gethostname() and int(h.get("pid", -1)) > 0:
             return not _alive(int(h["pid"]))
         try:

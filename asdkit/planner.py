@@ -29,7 +29,7 @@ from .data import class_names
 from .locks import RecordLock, RunLocked
 from .preparation import poisoned_set, preflight, splits
 from .prepared import poison_cache, surrogate_config
-from .records import Record, finished_record, run_folder, runs_dir
+from .records import Record, check_store, finished_record, run_folder, runs_dir
 from .runner import Run
 
 __all__ = ["Job", "LAUNCHERS", "dependencies", "stages", "train", "run", "run_seeds", "status", "launch", "share_groups",
@@ -108,7 +108,7 @@ def train(config: RunConfig, *, root: Path | None = None, quiet: bool = False, f
     waited for (``wait``) or :class:`~asdkit.locks.RunLocked` is raised (a sweep moves on).
     """
     validate(config)
-    folder = run_folder(config, root)
+    folder = run_folder(config, check_store(root))
     rec = None if force else finished_record(config, root)
     if rec is not None:
         return _reused(config, rec)
@@ -125,6 +125,8 @@ def train(config: RunConfig, *, root: Path | None = None, quiet: bool = False, f
         return r.execute()
     finally:
         lock.release()
+        if folder.is_dir() and not any(folder.iterdir()):  # a run refused before it wrote anything leaves no folder
+            folder.rmdir()
 
 
 def build_poison(config: RunConfig, *, root: Path | None = None, rebuild: bool = False, quiet: bool = True) -> str:
@@ -143,6 +145,7 @@ def run(config: RunConfig, *, root: Path | None = None, quiet: bool = False, for
     ``rebuild_poison`` builds a prepared attack's poison anew instead of reading its cache (and so trains the run again).
     """
     validate(config)
+    check_store(root)
     for job in dependencies(config):
         if job.kind == "run":
             train(job.config, root=root, quiet=quiet, wait=wait)
@@ -165,19 +168,22 @@ def run_seeds(config: RunConfig, seeds, *, root: Path | None = None, quiet: bool
 
 # -- the store's state ------------------------------------------------------------------------
 def status(configs: list[RunConfig], root: Path | None = None) -> list[tuple[RunConfig, str]]:
-    """Each config's state: done, running (a live lock), partial (resumable), failed (a stale lock) or missing."""
+    """Each config's state: done, running (a live lock), partial (resumable), failed (a stale lock), corrupt (a record that
+    cannot be read: delete its folder) or missing."""
     out = []
     for c in configs:
         folder = run_folder(c, root)
         record, lock = folder / "record.pt", RecordLock(folder)
-        done = False
+        done = corrupt = False
         if record.exists():
             try:
                 done = Record.load(record).status == "done"
             except (OSError, ValueError):
-                done = False
+                corrupt = True
         if done:
             state = "done"
+        elif corrupt:
+            state = "corrupt"
         elif lock.holder() is not None:
             state = "failed" if lock.stale() else "running"
         elif record.exists():
@@ -326,7 +332,11 @@ def launch(configs: list[RunConfig], *, launcher: str = "local", jobs: int = 1, 
         raise ValueError(f"The 'launcher' field must be one of {list(LAUNCHERS)}. Got {launcher!r} instead.")
     if jobs < 1:
         raise ValueError(f"The 'jobs' field must be an int in [1, inf). Got {jobs} instead.")
-    root = Path(root or runs_dir())
+    root = check_store(root)
+    if launcher != "local" and not dry_run:
+        from .launchers import check
+
+        check(launcher, options or {})
     todo = _todo(configs, root)
     if dry_run:
         return [{"config": j.config, "kind": j.kind, "state": "would run"} for stage in todo for j in stage]

@@ -17,7 +17,8 @@ from .attacks import PoisonedSet, asr_testset, make_attack, poison
 from .config import RunConfig, defense_options, defense_spec, resolve_epochs, validate
 from .context import Context, Evaluator, Products
 from .data import load, seed_samples, stratified_subset
-from .devices import resolve_device
+from .data.files import resize_images
+from .devices import available_memory, resolve_device
 from .engine import Images, Normalizer, stream
 from .models import make_model
 from .phases import Phase
@@ -44,8 +45,8 @@ class Prepared:
 
 
 def splits(config: RunConfig):
-    """(train, test) of ``config``'s data set, subsets drawn; the target checked against its classes."""
-    data = load(config.dataset, resolution=config.resolution or None)
+    """(train, test) of ``config``'s data set: subsets drawn, then resized; the target and the test classes checked."""
+    data = load(config.dataset, resolution=config.resolution or None, resize=False)
     train, test = data.train, data.test
     if config.target >= train.num_classes:
         raise ValueError(f"The 'target' field must be a class index in [0, {train.num_classes - 1}] for {config.dataset}. Got {config.target} instead.")
@@ -53,6 +54,19 @@ def splits(config: RunConfig):
         train = stratified_subset(train, config.train_size, seed=config.seed)
     if config.test_size:
         test = stratified_subset(test, config.test_size, seed=config.seed)
+    absent = sorted(set(range(train.num_classes)) - set(test.y.unique().tolist()))
+    if absent:
+        raise ValueError(f"The test set ({len(test)} images{f', test_size={config.test_size}' if config.test_size else ''}) has no image of "
+                         f"class(es) {absent[:5]}{' ...' if len(absent) > 5 else ''}: every class needs test images for its accuracy; "
+                         "give a larger test_size (0 = the whole test set).")
+    if config.resolution and train.x.shape[-1] != config.resolution:  # after the subsets: only the images used are resized
+        count, pixels = len(train) + len(test), train.x.shape[1] * config.resolution ** 2
+        need = count * pixels + 2 * min(count, 2048) * pixels * 4  # the uint8 images and a chunk's float copies while resizing
+        if need > 0.5 * available_memory():
+            raise ValueError(f"The 'resolution' field ({config.resolution}) makes {len(train) + len(test)} images of "
+                             f"{config.resolution}×{config.resolution} pixels, {need / 2**30:.1f} GiB, more than half of this machine's "
+                             f"{available_memory() / 2**30:.1f} GiB available; lower it or the train/test sizes.")
+        train, test = (s.with_images(resize_images(s.x, config.resolution)) for s in (train, test))
     return train, test
 
 
@@ -99,6 +113,45 @@ def draw_seeds(truth: PoisonedSet, config: RunConfig, per_class: int, poisoned: 
     return seeds.sort().values
 
 
+# images one training step holds per unit of a batch option: MixMatch's labelled batch and two unlabelled views, SimCLR's two views
+_IMAGES_PER = {"mixmatch_batch_size": 3, "simclr_batch_size": 2}
+
+
+@torch.no_grad()
+def _activation_bytes(model: torch.nn.Module, shape: tuple, device) -> int:
+    """Bytes of the outputs of every leaf module for one image: what one image of a training step keeps for its backward."""
+    total = [0]
+    hooks = [m.register_forward_hook(lambda _m, _i, out: total.__setitem__(0, total[0] + (out.numel() if torch.is_tensor(out) else 0)))
+             for m in model.modules() if not list(m.children())]
+    try:
+        was = model.training
+        model.eval()
+        model(torch.zeros((2, *shape), device=device))
+        model.train(was)
+    finally:
+        for h in hooks:
+            h.remove()
+    return total[0] * 4 // 2
+
+
+def check_sizes(ctx: Context) -> None:
+    """Options that scale memory, bounded by the data and the machine before any work: pad, and the largest training step's activations."""
+    c, n, side = ctx.config, ctx.n, ctx.data.x.shape[-1]
+    if c.pad > side:
+        raise ValueError(f"The 'pad' field ({c.pad}) must be an int in [0, {side}] here (the images are {side} pixels wide). Got {c.pad} instead.")
+    batches = {"batch_size": c.batch_size, **{k: v for k, v in ctx.options.items() if k.endswith("batch_size") and k != "eval_batch_size"}}
+    # a batch that slices the set holds at most n images; MixMatch draws its batches, SimCLR drops the last partial one
+    images_of = {k: v * _IMAGES_PER[k] if k in _IMAGES_PER else min(v, n) for k, v in batches.items()}
+    name = max(images_of, key=images_of.get)
+    size, images = batches[name], images_of[name]
+    per = 3 * _activation_bytes(ctx.model, tuple(ctx.data.x.shape[1:]), ctx.device)  # outputs, their gradients, autograd's buffers
+    free = available_memory(ctx.device)
+    if images * per > 0.8 * free:
+        raise ValueError(f"The '{name}' {'field' if name == 'batch_size' else 'option'} ({size}) makes a training step of {images} images, "
+                         f"about {images * per / 2**30:.1f} GiB of activations ({per / 2**20:.2f} MiB an image), more than this machine's "
+                         f"{free / 2**30:.1f} GiB available; at most {int(0.8 * free / per) // _IMAGES_PER.get(name, 1)} here.")
+
+
 def network(config: RunConfig, train, device: torch.device | str = "cpu") -> torch.nn.Module:
     """The run's network, initialised from its seed, channels-last on ``device``."""
     torch.manual_seed(config.seed)
@@ -110,7 +163,10 @@ def _products_read(checkpoint: Path) -> frozenset[str] | None:
     """The phase products a run may read: any when it starts; when it resumes, those it had read (its plan must not change)."""
     if not checkpoint.exists():
         return None
-    return frozenset(load_checked(checkpoint, required=("state",))["state"].get("reused_products", ()))
+    try:
+        return frozenset(load_checked(checkpoint, required=("state",))["state"].get("reused_products", ()))
+    except ValueError:  # a damaged checkpoint: the resume says so, naming the file
+        return frozenset()
 
 
 def prepare(config: RunConfig, *, root: Path | None = None, quiet: bool = False, rebuild_poison: bool = False,
@@ -134,6 +190,7 @@ def prepare(config: RunConfig, *, root: Path | None = None, quiet: bool = False,
     products = Products(folder.parent / "cache" / "products", _products_read(folder / CHECKPOINT))
     ctx = Context(config=config, options=options, data=data, seeds=seeds, model=model, epochs=resolve_epochs(config, len(train)),
                   evaluator=evaluator, folder=folder, precision=precision, products=products)
+    check_sizes(ctx)
     if spec.check is not None:
         spec.check(ctx)
     phases: list[Phase] = spec.plan(ctx)

@@ -21,7 +21,7 @@ import torch
 
 from ._io import save_atomic
 from .config import DATA_FIELDS, RunConfig, config_hash, make_config, validate
-from .records import finished_record
+from .records import finished_record, load_checked
 
 __all__ = ["POISON_FORMAT", "surrogate_config", "poison_cache", "check_prepared", "prepare_attack"]
 
@@ -84,7 +84,7 @@ def _surrogate(config: RunConfig, train, *, root: Path, device: torch.device):
         raise ValueError(f"The {config.attack} poison is built against the clean twin {config_hash(twin)} under {root}, which is not "
                          "trained yet: asdkit.run(config) (or `asdkit run`, a sweep, the figures, the course) trains it first.")
     model = _network(twin, train)
-    model.load_state_dict(torch.load(rec.path.parent / "model.pt", map_location="cpu", weights_only=True))
+    model.load_state_dict(load_checked(rec.path.parent / "model.pt"))
     return model.to(device).eval(), rec.summary
 
 

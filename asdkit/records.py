@@ -30,7 +30,7 @@ from ._io import save_atomic
 from ._version import __version__
 from .config import RunConfig, config_hash
 
-__all__ = ["Record", "RecordError", "save_atomic", "load_checked", "runs_dir", "run_folder", "finished_record", "FORMAT",
+__all__ = ["Record", "RecordError", "save_atomic", "load_checked", "runs_dir", "check_store", "run_folder", "finished_record", "FORMAT",
            "code_version", "cpu_name", "machine", "CHECKPOINT"]
 
 CHECKPOINT = "checkpoint.pt"  # model, optimisers, schedulers, weight average and defense state after the last finished epoch
@@ -43,8 +43,22 @@ class RecordError(ValueError):
 
 
 def runs_dir() -> Path:
-    """Where runs are stored: ``$ASDKIT_RUNS`` or ``./runs``."""
-    return Path(os.environ.get("ASDKIT_RUNS", "runs"))
+    """Where runs are stored: ``$ASDKIT_RUNS`` (``~`` expanded) or ``./runs``."""
+    value = os.environ.get("ASDKIT_RUNS", "runs")
+    if not value.strip():
+        raise ValueError("ASDKIT_RUNS is set but empty; unset it (runs then go to ./runs) or name a folder.")
+    return Path(value).expanduser()
+
+
+def check_store(root: Path | None = None) -> Path:
+    """The run store ``root`` (default :func:`runs_dir`), checked before any work: a folder, or one that can be made, writable."""
+    root = Path(root or runs_dir())
+    existing = next((p for p in (root, *root.parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise ValueError(f"The run store {root} (ASDKIT_RUNS) cannot be a folder: {existing} is a file. Name a folder.")
+    if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"The run store {root} (ASDKIT_RUNS) is not writable: {existing} is read-only for this user. Name another folder.")
+    return root
 
 
 def run_folder(config: RunConfig, root: Path | None = None) -> Path:
@@ -166,6 +180,9 @@ class Record:
         """The per-sample array ``name`` of one epoch (default the last), as float32 / bool."""
         if name not in self.epoch_arrays:
             raise KeyError(f"This record has no per-epoch array {name!r}; it has {sorted(self.epoch_arrays)}.")
+        count = len(self.epoch_arrays[name])
+        if not -count <= epoch < count:
+            raise ValueError(f"The 'epoch' of epoch_array must be an int in [{-count}, {count - 1}] ({count} epochs of {name!r}). Got {epoch} instead.")
         t = self.epoch_arrays[name][epoch]
         return t.float() if t.is_floating_point() else t
 

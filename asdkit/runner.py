@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .analysis import class_health
+from .engine import Diverged
 from .models import unfreeze
 from .observers import PoolTruth, Purification, inject_faults
 from .phases import Phase, build_optimizers, select
@@ -81,7 +82,12 @@ class Run:
     def _epoch(self, pi: int, phase: Phase, e: int) -> None:
         ctx = self.ctx
         t0 = time.perf_counter()
-        out = phase.run(ctx, phase.first_epoch + e) or {}
+        try:
+            out = phase.run(ctx, phase.first_epoch + e) or {}
+        except Diverged as err:  # the record keeps the finished epochs; a rerun resumes before this one and says so again
+            raise Diverged(f"{self.config.defense} diverged in phase {phase.name!r}, epoch {e + 1} of {phase.epochs}: {err}. "
+                           f"The {self.record.epochs} finished epoch(s) are kept in {self.folder}; lower the phase's lr "
+                           "(--set lr=... or the defense's own lr option: a new config, a new run).") from None
         train_seconds = time.perf_counter() - t0
         log = ctx.take_log()
         log.metrics.update(inject_faults(log.faults, ctx.state, self.truth.is_poison, self.config.seed))

@@ -97,6 +97,8 @@ class LossExplorer(Explorer):
 
     def __init__(self, records: Mapping[str, Record], *, bins: int = 60) -> None:
         super().__init__()
+        if isinstance(records, Record):
+            raise ValueError("LossExplorer takes records by name, e.g. LossExplorer({'asd': record}); got one record without a name.")
         if not records:
             raise ValueError("LossExplorer needs at least one record")
         self.records, self.bins, self._cache = dict(records), bins, {}
@@ -212,7 +214,11 @@ class SplitExplorer(Explorer):
         loss = loss or next((n for n in ("l1_loss", "sce_loss", "train_loss", "lga_loss") if n in record.epoch_arrays), None)
         if loss is None:
             raise ValueError(f"{record!r} logs no per-sample loss to split ({sorted(LOSSES)})")
-        self.record, self.loss_name, self.at = record, loss, record.logged_epochs(loss)[epoch]
+        logged = record.logged_epochs(loss)
+        if not -len(logged) <= epoch < len(logged):
+            raise ValueError(f"SplitExplorer's 'epoch' must be an int in [{-len(logged)}, {len(logged) - 1}] ({len(logged)} epochs logged "
+                             f"{loss}). Got {epoch} instead.")
+        self.record, self.loss_name, self.at = record, loss, logged[epoch]
         self.losses = record.epoch_array(loss, self.at)
         self.labels = record.arrays["observed_label"].long()
         self.poison = record.arrays["is_poison"].bool()

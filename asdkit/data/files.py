@@ -120,6 +120,47 @@ def _npz_labels(a: np.ndarray, key: str, path: Path, n: int) -> torch.Tensor:
     return torch.from_numpy(a.astype(np.int64))
 
 
+def _open_npz(path: Path):
+    """``np.load`` of an archive, never unpickling; a file that is not one is refused by name."""
+    import zipfile
+
+    try:
+        z = np.load(path, allow_pickle=False)
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError) as err:  # truncated, empty, text, pickled
+        reason = "it holds pickled data, which asdkit never loads" if "pickle" in str(err) else f"{type(err).__name__}: {str(err)[:80]}"
+        raise ValueError(f"{path} is not a readable .npz archive ({reason}); write one with numpy.savez(path, x_train=..., "
+                         "y_train=..., x_test=..., y_test=...).") from None
+    if not isinstance(z, np.lib.npyio.NpzFile):
+        raise ValueError(f"{path} holds one array (a .npy file), not an .npz archive of x_train, y_train, x_test, y_test.")
+    return z
+
+
+def _array(z, key: str, path: Path) -> np.ndarray:
+    """One array of an archive, by name; an object array (pickle) or a damaged member is refused naming both."""
+    try:
+        return z[key]
+    except ValueError as err:
+        if "pickle" in str(err) or "Object arrays" in str(err):
+            raise ValueError(f"{path}: the array {key!r} holds Python objects, which asdkit never loads (pickle); store numbers.") from None
+        raise ValueError(f"{path}: the array {key!r} cannot be read ({str(err)[:80]}).") from None
+    except Exception as err:  # a truncated member: zlib, EOF, bad CRC
+        raise ValueError(f"{path}: the array {key!r} cannot be read ({type(err).__name__}: {str(err)[:80]}); the file is damaged.") from None
+
+
+def _check_labels(path: Path, y_train: torch.Tensor, y_test: torch.Tensor) -> int:
+    """The number of classes: labels 0..K-1 with every class in the training set, every test label among them."""
+    if len(y_test) == 0:
+        raise ValueError(f"{path}: x_test is empty; ACC and ASR are measured on test images, give some.")
+    k = int(y_train.max()) + 1
+    missing = sorted(set(range(k)) - set(y_train.unique().tolist()))
+    if missing:
+        raise ValueError(f"{path}: y_train's labels must be 0..K-1 with every class present; they go up to {k - 1} but classes "
+                         f"{missing[:5]}{' ...' if len(missing) > 5 else ''} ({len(missing)} of {k}) have no training image.")
+    if int(y_test.max()) >= k:
+        raise ValueError(f"{path}: y_test holds the label {int(y_test.max())}, a class with no training image (y_train: 0..{k - 1}).")
+    return k
+
+
 def load_npz(path: Path, *, hflip: bool | None = None) -> DataSplits:
     """A data set from an ``.npz`` archive with ``x_train``, ``y_train``, ``x_test``, ``y_test``.
 
@@ -128,19 +169,19 @@ def load_npz(path: Path, *, hflip: bool | None = None) -> DataSplits:
     "gtsrb" and the labels span exactly that many classes). mean/std are computed from the
     training images; ``hflip`` defaults to True when the file name contains "cifar".
     """
-    with np.load(path, allow_pickle=False) as z:
+    with _open_npz(path) as z:
         missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in z.files]
         if missing:
             raise ValueError(f"{path} lacks the arrays {missing}; it holds {sorted(z.files)}")
-        x_train, x_test = _npz_images(z["x_train"], "x_train", path), _npz_images(z["x_test"], "x_test", path)
-        y_train = _npz_labels(z["y_train"], "y_train", path, x_train.shape[0])
-        y_test = _npz_labels(z["y_test"], "y_test", path, x_test.shape[0])
-        names = tuple(str(c) for c in z["classes"]) if "classes" in z.files else None
+        x_train, x_test = _npz_images(_array(z, "x_train", path), "x_train", path), _npz_images(_array(z, "x_test", path), "x_test", path)
+        y_train = _npz_labels(_array(z, "y_train", path), "y_train", path, x_train.shape[0])
+        y_test = _npz_labels(_array(z, "y_test", path), "y_test", path, x_test.shape[0])
+        names = tuple(str(c) for c in _array(z, "classes", path)) if "classes" in z.files else None
     if x_train.shape[1:] != x_test.shape[1:]:
         raise ValueError(f"{path}: x_train images {tuple(x_train.shape[1:])} and x_test {tuple(x_test.shape[1:])} differ")
     if x_train.shape[0] == 0:
         raise ValueError(f"{path}: x_train is empty")
-    n_classes = int(max(y_train.max(), y_test.max() if len(y_test) else 0)) + 1
+    n_classes = _check_labels(path, y_train, y_test)
     cifar = "cifar" in path.name.lower()
     if names is None:
         known = [n for key, n in (("cifar", CIFAR10_CLASSES), ("gtsrb", GTSRB_CLASSES)) if key in path.name.lower()]
@@ -162,9 +203,12 @@ def _image_files(folder: Path) -> list[Path]:
 def _read_images(paths: list[Path], resolution: int) -> torch.Tensor:
     out = np.empty((len(paths), resolution, resolution, 3), dtype=np.uint8)
     for i, p in enumerate(paths):
-        with Image.open(p) as im:
-            im.draft("RGB", (resolution, resolution))  # JPEG: decode at a reduced scale still >= resolution
-            out[i] = fit_image(im, resolution, crop=True)
+        try:
+            with Image.open(p) as im:
+                im.draft("RGB", (resolution, resolution))  # JPEG: decode at a reduced scale still >= resolution
+                out[i] = fit_image(im, resolution, crop=True)
+        except (OSError, ValueError, SyntaxError) as err:  # PIL: unidentified, truncated or corrupt
+            raise ValueError(f"{p} is not a readable image ({type(err).__name__}: {str(err)[:80]}); remove or replace it.") from None
     return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
 
 

@@ -306,6 +306,7 @@ def load(
     root: str | os.PathLike | None = None,
     download: bool = True,
     resolution: int | None = None,
+    resize: bool = True,
     hflip: bool | None = None,
 ) -> DataSplits:
     """Load a data set's training and test parts as uint8 tensors.
@@ -326,6 +327,10 @@ def load(
         Side of the square images returned, in [4, 1024]. Image folders default to 32;
         other sets keep their own size unless given (then: shorter side resized, bilinear,
         and centre-cropped).
+    resize : bool, default=True
+        False: a named set or an ``.npz`` file keeps its own size (the caller subsets, then
+        resizes with :func:`~asdkit.data.files.resize_images`); an image folder is always read
+        at ``resolution``.
     hflip : bool, optional
         Whether horizontal flips are a valid augmentation; default per data set (True for
         CIFAR-10, image folders and ``.npz`` files whose name contains "cifar").
@@ -362,7 +367,7 @@ def load(
         return load_folder(what, resolution=resolution or 32, hflip=hflip)
     splits = load_npz(what, hflip=hflip) if kind == "npz" else _load_named(what, root_dir, download)
     train, test = splits.train, splits.test
-    if resolution is not None:
+    if resolution is not None and resize:
         train, test = (s.with_images(resize_images(s.x, resolution)) for s in (train, test))
     if hflip is not None:
         train, test = replace(train, hflip=hflip), replace(test, hflip=hflip)

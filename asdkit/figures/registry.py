@@ -104,8 +104,14 @@ def plan(figures: list[PaperFigure], scale: str) -> tuple[dict[str, RunConfig], 
 
 
 def missing(runs: dict[str, RunConfig], root: Path | None = None) -> dict[str, RunConfig]:
-    """The runs of ``runs`` without a finished record under ``root``."""
-    return {name: cfg for name, cfg in runs.items() if finished_record(cfg, root) is None}
+    """The runs of ``runs`` without a finished record under ``root`` (a corrupt one counts as missing: training it says why)."""
+    def done(cfg: RunConfig) -> bool:
+        try:
+            return finished_record(cfg, root) is not None
+        except ValueError:  # RecordError: the listing goes on
+            return False
+
+    return {name: cfg for name, cfg in runs.items() if not done(cfg)}
 
 
 def train_missing(todo: dict[str, RunConfig], *, root: Path | None = None, jobs: int = 1, quiet: bool = False,
