@@ -130,7 +130,7 @@ def config_fields() -> tuple[Option, ...]:
     return (
         text("dataset", "cifar10", scales={"smoke": "fashion-mnist", "classroom": "fashion-mnist"},
              want="a data set name, an .npz path or an image folder", doc="the training and test data"),
-        integer("resolution", 0, low=0, doc="resize images to this side in pixels; 0 = the data set's own (image folders: 32)"),
+        integer("resolution", 0, low=0, high=1024, doc="resize images to this side in pixels; 0 = the data set's own (image folders: 32)"),
         choice("attack", "badnets", sorted(ATTACKS), doc="the backdoor attack (002 appendix B.2)"),
         real("rate", 0.05, low=0, high=1, closed="left", scales={"smoke": 0.1, "classroom": 0.1},
              doc="poison rate: of the whole set (poison-label) or of the target class (clean-label); 0 = the clean twin"),
@@ -215,6 +215,9 @@ def make_config(scale: str = "classroom", *, defense: str = "none", overrides: d
         if key in overrides:
             raise ValueError(f"The {key!r} field chooses the preset and cannot be overridden; pass it as make_config({key}=...) "
                              f"(on the command line: --{key}). Got {key}={overrides[key]!r}.")
+    for key in ("dataset", "attack", "model"):  # they choose presets: checked before they are looked up
+        if key in overrides:
+            check_value(_field(key), overrides[key], "field")
     values: dict[str, Any] = {o.name: o.default_at(scale) for o in config_fields()}
     presets: dict[str, Any] = {}
     for s in scale_chain(scale):  # lab: the classroom's presets, then its own

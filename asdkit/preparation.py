@@ -191,6 +191,9 @@ def prepare(config: RunConfig, *, root: Path | None = None, quiet: bool = False,
     ctx = Context(config=config, options=options, data=data, seeds=seeds, model=model, epochs=resolve_epochs(config, len(train)),
                   evaluator=evaluator, folder=folder, precision=precision, products=products)
     check_sizes(ctx)
+    if config.milestones and config.milestones[-1] >= ctx.epochs:
+        raise ValueError(f"The 'milestones' field must be epochs below the {ctx.epochs} this run trains "
+                         f"({'the budget buys' if not config.epochs else 'epochs'}). Got {list(config.milestones)} instead.")
     if spec.check is not None:
         spec.check(ctx)
     phases: list[Phase] = spec.plan(ctx)

@@ -42,6 +42,8 @@ def parse_axes(assignments: list[str] = (), **flags: str | None) -> dict[str, li
         if "=" not in text:
             raise ValueError(f"--set expects key=value[,value...], got {text!r}")
         key, raw = text.split("=", 1)
+        if key.strip() in axes:
+            raise ValueError(f"The {key.strip()!r} axis is given twice (--set {text} and an earlier --set or flag); give it once.")
         axes[key.strip()] = _values(raw)
     return axes
 

@@ -59,3 +59,23 @@ def ready_attack(name: str, shape, **options):
     elif name.startswith("asd-adaptive"):
         attack.load_state({"pattern": (torch.rand(shape, generator=g) * 2 - 1) * attack.epsilon})
     return attack
+
+
+class SleepJob:
+    """A job for a launcher's worker that records its process id in ``marker`` and sleeps (a worker to orphan)."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def to_dict(self) -> dict:
+        return {"marker": self.marker}
+
+
+def sleeping_worker(jobs: list[dict], root: str, threads: int = 0) -> list[dict]:
+    import os
+    import time
+    from pathlib import Path
+
+    Path(jobs[0]["marker"]).write_text(str(os.getpid()))
+    time.sleep(120)
+    return [{"state": "done"}]
