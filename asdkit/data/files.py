@@ -127,7 +127,8 @@ def _open_npz(path: Path):
     try:
         z = np.load(path, allow_pickle=False)
     except (zipfile.BadZipFile, EOFError, OSError, ValueError) as err:  # truncated, empty, text, pickled
-        reason = "it holds pickled data, which asdkit never loads" if "pickle" in str(err) else f"{type(err).__name__}: {str(err)[:80]}"
+        reason = ("not a zip of arrays: numpy could read it only as pickled data, which asdkit never loads" if "pickle" in str(err)
+                  else f"{type(err).__name__}: {str(err)[:80]}")
         raise ValueError(f"{path} is not a readable .npz archive ({reason}); write one with numpy.savez(path, x_train=..., "
                          "y_train=..., x_test=..., y_test=...).") from None
     if not isinstance(z, np.lib.npyio.NpzFile):
