@@ -147,7 +147,10 @@ def _plan_only(args: argparse.Namespace, configs: list) -> bool:
     todo = planner.launch(configs, launcher=args.launcher, dry_run=True)
     print("\n".join(planner.summary_lines(configs)))
     gpus = _launcher_options(args)["gpus"]
-    runs = sum(j["kind"] == "run" for j in todo)
+    from .records import run_folder
+
+    asked = {run_folder(c).name for c in configs}
+    runs = sum(j["kind"] == "run" and run_folder(j["config"]).name in asked for j in todo)
     ask = {"local": f"{args.jobs} at a time on this machine", "ray": f"Ray tasks of {gpus:g} GPU(s) each at {args.address or 'a local Ray'}",
            "slurm": f"a job array (partition {args.partition or 'default'}, {args.time} min, {gpus:g} GPU(s) a job, {args.parallel} at a time)"}
     extra = len(todo) - runs

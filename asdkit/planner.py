@@ -255,7 +255,7 @@ def summary_lines(configs: list[RunConfig], root: Path | None = None) -> list[st
         lines.append(f"  {state:<8} {run_folder(c, root).name:<44} {describe(c)}"
                      + (f"  {_duration(est)}" if est and state != "done" else ""))
     source = "002 Table 3's GPU times" if configs and configs[0].scale == "paper" else "medians of finished runs here"
-    lines.append(f"{len(configs)} runs: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+    lines.append(f"{len(configs)} runs" + (": " if counts else "") + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
                  + (f"; the ones not done: {total / 3600:.1f} run-hours ({source})" if total else ""))
     return lines
 

@@ -50,3 +50,10 @@ def test_course_figures_and_sweep_share_the_planners_status_and_dry_run(argv, ru
     assert "would run " in dry and "with the local launcher: 2 at a time on this machine" in dry
     assert main([*argv, "--jobs", "0"]) == 2
     assert not runs_env.exists() or not list(runs_env.rglob("record.pt"))
+
+
+def test_a_dry_run_counts_the_runs_asked_for_apart_from_their_dependencies(runs_env, capsys):
+    argv = ["sweep", "--scale", "smoke", "--attack", "clb", "--defense", "none,asd", "--set", "train_size=600", "--set", "test_size=300"]
+    assert main([*argv, "--dry-run"]) == 0
+    assert "would run 2 of 2 and make 2 dependencies first (clean twins, built poisons)" in capsys.readouterr().out
+    assert not runs_env.exists() or not list(runs_env.rglob("*.pt"))
