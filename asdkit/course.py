@@ -104,10 +104,10 @@ def prepare(at: str | None = None, *, names: list[str] | None = None, quiet: boo
             options: dict | None = None) -> list[dict[str, Any]]:
     """Make every course run (or ``names``) at scale ``at`` that is not finished yet; the summaries of all of them, by name."""
     named = configs(at or scale(), names)
-    results = planner.launch(list(named.values()), jobs=jobs, launcher=launcher, options=options, quiet=quiet)
+    results = planner.launch(list(named.values()), jobs=jobs, launcher=launcher, options=options, quiet=quiet, keep_going=False)
     failed = [r for r in results if r["state"] == "failed"]
     if failed:
-        raise RuntimeError(f"{len(failed)} course run(s) failed: " + "; ".join(f"{r['run']}: {r['error']}" for r in failed[:3]))
+        raise planner.RunFailed(f"{len(failed)} course run(s) failed: " + "; ".join(f"{r['run']}: {r['error']}" for r in failed[:3]))
     planner.wait_for(list(named.values()))
     trained = {r["run"] for r in results if r["kind"] == "run" and r["state"] == "done"}
     out = []

@@ -79,6 +79,9 @@ class RecordLock:
         for _ in range(3):
             try:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileNotFoundError:  # the folder was removed meanwhile (a refused run tidying up): make it again
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                continue
             except FileExistsError:
                 if self.stale():
                     try:

@@ -32,7 +32,7 @@ from .prepared import poison_cache, surrogate_config
 from .records import Record, check_store, finished_record, run_folder, runs_dir
 from .runner import Run
 
-__all__ = ["Job", "LAUNCHERS", "dependencies", "stages", "train", "run", "run_seeds", "status", "launch", "share_groups",
+__all__ = ["Job", "LAUNCHERS", "RunFailed", "dependencies", "stages", "train", "run", "run_seeds", "status", "launch", "share_groups",
            "estimate", "describe", "summary_lines", "wait_for", "work", "preflight"]
 
 LAUNCHERS = ("local", "slurm", "ray")
@@ -125,8 +125,11 @@ def train(config: RunConfig, *, root: Path | None = None, quiet: bool = False, f
         return r.execute()
     finally:
         lock.release()
-        if folder.is_dir() and not any(folder.iterdir()):  # a run refused before it wrote anything leaves no folder
-            folder.rmdir()
+        try:
+            if folder.is_dir() and not any(folder.iterdir()):  # a run refused before it wrote anything leaves no folder
+                folder.rmdir()
+        except OSError:  # another process took the folder meanwhile: it is theirs
+            pass
 
 
 def build_poison(config: RunConfig, *, root: Path | None = None, rebuild: bool = False, quiet: bool = True) -> str:
@@ -146,6 +149,8 @@ def run(config: RunConfig, *, root: Path | None = None, quiet: bool = False, for
     """
     validate(config)
     check_store(root)
+    if not (force or rebuild_poison) and finished_record(config, root) is not None:  # a finished run needs nothing made
+        return train(config, root=root, quiet=quiet, wait=wait)
     for job in dependencies(config):
         if job.kind == "run":
             train(job.config, root=root, quiet=quiet, wait=wait)
@@ -325,9 +330,16 @@ def _todo(configs: list[RunConfig], root: Path) -> list[list[Job]]:
     return out
 
 
+class RunFailed(ValueError):
+    """A run (or a dependency) of a set failed; its error is in the message."""
+
+
 def launch(configs: list[RunConfig], *, launcher: str = "local", jobs: int = 1, root: Path | None = None, dry_run: bool = False,
-           options: dict | None = None, quiet: bool = False) -> list[dict]:
-    """Make every config of ``configs`` that is not done, dependencies first, with ``launcher``; one result per dispatched run."""
+           options: dict | None = None, quiet: bool = False, keep_going: bool = True) -> list[dict]:
+    """Make every config of ``configs`` that is not done, dependencies first, with ``launcher``; one result per dispatched job.
+
+    ``keep_going=False``: stop at the first failure (the course and the figures need every run; a sweep reports and goes on).
+    """
     if launcher not in LAUNCHERS:
         raise ValueError(f"The 'launcher' field must be one of {list(LAUNCHERS)}. Got {launcher!r} instead.")
     if jobs < 1:
@@ -342,22 +354,31 @@ def launch(configs: list[RunConfig], *, launcher: str = "local", jobs: int = 1, 
         return [{"config": j.config, "kind": j.kind, "state": "would run"} for stage in todo for j in stage]
     if not todo:
         return []
-    preflight([j.config for j in todo[-1]], root)  # every check of every run before the first trains (a node checks its own too)
+    if launcher == "local":  # every check of every run before the first trains (a cluster's nodes check their own)
+        preflight([j.config for j in todo[-1]], root)
+    twins = [j.config for c in configs for j in dependencies(c) if j.kind == "run"]
     results: list[dict] = []
     for stage in todo:
-        results += _dispatch(stage, launcher=launcher, jobs=jobs, root=root, options=options or {}, quiet=quiet)
+        if stage[0].kind == "poison":  # a twin another process trains is waited for, not built against half-made
+            wait_for(twins, root)
+        results += _dispatch(stage, launcher=launcher, jobs=jobs, root=root, options=options or {}, quiet=quiet, keep_going=keep_going)
+        if not keep_going and any(r["state"] == "failed" for r in results):
+            break
     return results
 
 
-def _dispatch(stage: list[Job], *, launcher: str, jobs: int, root: Path, options: dict, quiet: bool) -> list[dict]:
+def _dispatch(stage: list[Job], *, launcher: str, jobs: int, root: Path, options: dict, quiet: bool, keep_going: bool = True) -> list[dict]:
     from . import launchers
 
     groups = share_groups(stage)
     if launcher == "local" and jobs == 1:  # here, in this process, one group after another, each run's progress shown
         from tqdm.auto import tqdm
 
-        raw = [work_group([j.to_dict() for j in g], str(root), quiet=quiet)
-               for g in tqdm(groups, desc=f"{stage[0].kind}s ({stage[0].config.scale})", unit="group", disable=quiet or len(groups) < 2)]
+        raw = []
+        for g in tqdm(groups, desc=f"{stage[0].kind}s ({stage[0].config.scale})", unit="group", disable=quiet or len(groups) < 2):
+            raw.append(work_group([j.to_dict() for j in g], str(root), quiet=quiet))
+            if not keep_going and any(r["state"] == "failed" for r in raw[-1]):
+                break
     elif launcher == "local":
         raw = launchers.local(groups, worker=work_group, root=root, jobs=jobs, quiet=quiet)
     else:

@@ -134,7 +134,7 @@ def _activation_bytes(model: torch.nn.Module, shape: tuple, device) -> int:
     return total[0] * 4 // 2
 
 
-def check_sizes(ctx: Context) -> None:
+def check_sizes(ctx: Context, free: int | None = None) -> None:
     """Options that scale memory, bounded by the data and the machine before any work: pad, and the largest training step's activations."""
     c, n, side = ctx.config, ctx.n, ctx.data.x.shape[-1]
     if c.pad > side:
@@ -145,7 +145,7 @@ def check_sizes(ctx: Context) -> None:
     name = max(images_of, key=images_of.get)
     size, images = batches[name], images_of[name]
     per = 3 * _activation_bytes(ctx.model, tuple(ctx.data.x.shape[1:]), ctx.device)  # outputs, their gradients, autograd's buffers
-    free = available_memory(ctx.device)
+    free = available_memory(ctx.device) if free is None else free  # a pre-flight on the CPU passes the run's own device's
     if images * per > 0.8 * free:
         raise ValueError(f"The '{name}' {'field' if name == 'batch_size' else 'option'} ({size}) makes a training step of {images} images, "
                          f"about {images * per / 2**30:.1f} GiB of activations ({per / 2**20:.2f} MiB an image), more than this machine's "
@@ -176,6 +176,7 @@ def prepare(config: RunConfig, *, root: Path | None = None, quiet: bool = False,
     spec, options = defense_spec(config.defense), defense_options(config)
     device = resolve_device(config.device)  # checked in the pre-flight too, which then works on the CPU
     precision, reason = resolve_precision(config.precision, device)  # bf16 this device lacks: refused
+    free = available_memory(device)  # of the device the run trains on, also in a pre-flight
     device = torch.device("cpu") if preflight else device
     train, test = splits(config)
     attack, truth = poisoned_set(config, train, root=root, device=device, preflight=preflight, rebuild=rebuild_poison, quiet=quiet)
@@ -190,7 +191,7 @@ def prepare(config: RunConfig, *, root: Path | None = None, quiet: bool = False,
     products = Products(folder.parent / "cache" / "products", _products_read(folder / CHECKPOINT))
     ctx = Context(config=config, options=options, data=data, seeds=seeds, model=model, epochs=resolve_epochs(config, len(train)),
                   evaluator=evaluator, folder=folder, precision=precision, products=products)
-    check_sizes(ctx)
+    check_sizes(ctx, free)
     if config.milestones and config.milestones[-1] >= ctx.epochs:
         raise ValueError(f"The 'milestones' field must be epochs below the {ctx.epochs} this run trains "
                          f"({'the budget buys' if not config.epochs else 'epochs'}). Got {list(config.milestones)} instead.")

@@ -57,3 +57,29 @@ def test_a_dry_run_counts_the_runs_asked_for_apart_from_their_dependencies(runs_
     assert main([*argv, "--dry-run"]) == 0
     assert "would run 2 of 2 and make 2 dependencies first (clean twins, built poisons)" in capsys.readouterr().out
     assert not runs_env.exists() or not list(runs_env.rglob("*.pt"))
+
+
+def test_a_finished_run_is_reused_without_remaking_its_dependencies(runs_env):
+    import shutil
+
+    from asdkit.planner import run
+
+    clb = make_config("smoke", overrides={"attack": "clb", "train_size": 600, "test_size": 300})
+    first = run(clb, quiet=True)
+    shutil.rmtree(runs_env / "cache")
+    shutil.rmtree(run_folder(surrogate_config(clb), runs_env))
+    again = run(clb, quiet=True)
+    assert again["reused"] is True and again["acc"] == first["acc"]
+    assert not (runs_env / "cache").exists() and not run_folder(surrogate_config(clb), runs_env).exists()
+
+
+def test_a_failed_run_of_the_figures_or_the_course_is_one_error_and_stops_the_set(runs_env):
+    from asdkit.figures.registry import train_missing
+    from asdkit.planner import RunFailed
+
+    diverging = make_config("smoke", overrides={"lr": 1e30, "train_size": 600, "test_size": 300})
+    fine = make_config("smoke", overrides={"seed": 1, "train_size": 600, "test_size": 300})
+    with pytest.raises(RunFailed, match="diverged in phase 'train'"):
+        train_missing({"a": diverging, "b": fine}, root=runs_env, quiet=True)
+    assert isinstance(RunFailed("x"), ValueError)  # the command line prints it as one line
+    assert not run_folder(fine, runs_env).exists()  # the set stopped at its first failure

@@ -119,16 +119,16 @@ def train_missing(todo: dict[str, RunConfig], *, root: Path | None = None, jobs:
     """Have the planner make every run of ``todo`` (dependencies first, every check before the first trains); a failure is raised."""
     from dataclasses import replace
 
-    from ..planner import launch, wait_for
+    from ..planner import RunFailed, launch, wait_for
 
     if not todo:
         return
     root = Path(root or runs_dir())
     configs = [replace(c, device=device) if device else c for c in todo.values()]
-    results = launch(configs, launcher=launcher, jobs=jobs, root=root, options=launcher_options or {}, quiet=quiet)
+    results = launch(configs, launcher=launcher, jobs=jobs, root=root, options=launcher_options or {}, quiet=quiet, keep_going=False)
     failed = [r for r in results if r["state"] == "failed"]
     if failed:
-        raise RuntimeError(f"{len(failed)} run(s) failed on the {launcher} launcher: " + "; ".join(f"{r['run']}: {r['error']}" for r in failed[:3]))
+        raise RunFailed(f"{len(failed)} run(s) failed on the {launcher} launcher: " + "; ".join(f"{r['run']}: {r['error']}" for r in failed[:3]))
     wait_for(configs, root)  # a run another process holds is drawn once that process has finished it
 
 
