@@ -54,7 +54,7 @@ def asd_fig02(records, scale):
     _box(ax, 12.0, 2.0, 1.7, 1.6, "MixMatch\non D_C ∪ D_P\n(one model,\nevery epoch)", "train")
     _arrow(ax, (10.45, 0.75), (11.15, 1.3))
     _arrow(ax, (12.0, 2.8), (9.6, 3.75), rad=0.35)
-    ax.text(12.2, 3.75, "its losses drive\\nthe next split", fontsize=7, color="0.2", ha="left")
+    ax.text(12.2, 3.75, "its losses drive\nthe next split", fontsize=7, color="0.2", ha="left")
     return Drawn(fig, "diagram drawn by code", None)
 
 
@@ -63,8 +63,8 @@ def pipd_fig02(records, scale):
     fig, ax = _canvas(13, 3.4, "PIPD: progressive isolation of poisoned data (003 Fig. 2)")
     _box(ax, 1.2, 1.5, 1.9, 1.2, "poisoned\ntraining set D", "data")
     _box(ax, 3.9, 1.5, 2.4, 1.6, "pre-isolation\nLGA training (γ);\nP_p ← lowest p of the loss\nP_b ← highest q", "stage")
-    _box(ax, 7.4, 1.5, 3.4, 2.0, "progressive isolation, T rounds\nactivations of P_p and P_b per channel\n→ discrepancy (Eq. 4), top-K channels\n"
-         "→ score (Eq. 6) → natural breaks\n(Fisher-Jenks) → benign / poisoned;\nP_b grows by the benign (Eq. 9)", "stage")
+    _box(ax, 7.4, 1.5, 3.4, 2.0, "progressive isolation, T rounds\nactivations of P_p and P_b per channel\n→ discrepancy (Eq. 4), top-K channels (Eq. 6)\n"
+         "→ score (Eq. 7) → natural breaks\n(Fisher-Jenks) → benign / poisoned;\nP_b grows by the benign (Eq. 9)", "stage")
     _box(ax, 11.6, 1.5, 2.3, 1.6, "selective training\n(Eq. 10): descend on\nthe benign, ascend on\nthe isolated", "train")
     _arrow(ax, (2.15, 1.5), (2.7, 1.5))
     _arrow(ax, (5.1, 1.5), (5.7, 1.5))
@@ -76,7 +76,7 @@ def pipd_fig02(records, scale):
 @register("dbd_fig02", caption="DBD's pipeline", claim="self-supervised backbone, SCE head, loss filtering, semi-supervised fine-tuning")
 def dbd_fig02(records, scale):
     fig, ax = _canvas(13, 2.6, "DBD: decoupling the training process (004 Fig. 2)")
-    _box(ax, 1.2, 1.2, 1.9, 1.2, "poisoned\ntraining set D\n(labels unused)", "data")
+    _box(ax, 1.2, 1.2, 1.9, 1.2, "poisoned\ntraining set D\n(stage 1 ignores\nits labels)", "data")
     _box(ax, 3.9, 1.2, 2.3, 1.5, "stage 1\nSimCLR backbone\n(NT-Xent, τ)", "stage")
     _box(ax, 6.7, 1.2, 2.3, 1.5, "stage 2\nfrozen backbone,\nlinear head with SCE\n(the labels)", "stage")
     _box(ax, 9.3, 1.2, 2.0, 1.5, "filter: the lowest-\nSCE α·|D| keep\ntheir labels,\nthe rest lose them", "pool")

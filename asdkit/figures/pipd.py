@@ -59,7 +59,7 @@ def pipd_fig03(records, scale):
     axes[0].bar(np.arange(len(disc)), disc[order], color=colors)
     axes[0].set(xlabel=f"channel of {layer}, by discrepancy", ylabel="discrepancy (003 Eq. 4)",
                 title=f"round 1: {len(chosen)} top-K channels (red) of {len(disc)}")
-    hist_groups(axes[1], score, {"clean": ~poison, "poisoned": poison}, log=False, xlabel="PIPD score (003 Eq. 6)")
+    hist_groups(axes[1], score, {"clean": ~poison, "poisoned": poison}, log=False, xlabel="PIPD score (003 Eq. 7)")
     axes[1].axvline(cut, color="k", ls="--", lw=1)
     axes[1].annotate(f"Jenks break {cut:.3g}", (cut, axes[1].get_ylim()[1] * 0.9), fontsize=8, xytext=(4, 0), textcoords="offset points")
     flagged = rec.epoch_array("clean_pool", first).numpy() == 0
