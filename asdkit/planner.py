@@ -149,8 +149,9 @@ def run(config: RunConfig, *, root: Path | None = None, quiet: bool = False, for
     """
     validate(config)
     check_store(root)
-    if not (force or rebuild_poison) and finished_record(config, root) is not None:  # a finished run needs nothing made
-        return train(config, root=root, quiet=quiet, wait=wait)
+    rec = None if force or rebuild_poison else finished_record(config, root)
+    if rec is not None:  # a finished run needs nothing made
+        return _reused(config, rec)
     for job in dependencies(config):
         if job.kind == "run":
             train(job.config, root=root, quiet=quiet, wait=wait)
@@ -318,12 +319,14 @@ def work_group(jobs: list[dict], root: str, threads: int = 0, quiet: bool = True
 def _todo(configs: list[RunConfig], root: Path) -> list[list[Job]]:
     """The stages still to make: runs not done or running elsewhere, with the dependencies they lack."""
     left = [c for c, state in status(configs, root) if state not in ("done", "running")]
+    asked = {run_folder(c, root).name for c in left}  # their states are known: only the clean twins are looked up
     out = []
     for stage in stages(left, root):
         if stage[0].kind == "poison":
             stage = [j for j in stage if not poison_cache(j.config, root).exists()]
         else:
-            done = {run_folder(c, root).name for c, s in status([j.config for j in stage], root) if s in ("done", "running")}
+            twins = [j.config for j in stage if run_folder(j.config, root).name not in asked]
+            done = {run_folder(c, root).name for c, s in status(twins, root) if s in ("done", "running")}
             stage = [j for j in stage if run_folder(j.config, root).name not in done]
         if stage:
             out.append(stage)

@@ -62,10 +62,11 @@ def splits(config: RunConfig):
     if config.resolution and train.x.shape[-1] != config.resolution:  # after the subsets: only the images used are resized
         count, pixels = len(train) + len(test), train.x.shape[1] * config.resolution ** 2
         need = count * pixels + 2 * min(count, 2048) * pixels * 4  # the uint8 images and a chunk's float copies while resizing
-        if need > 0.5 * available_memory():
+        free = available_memory()
+        if need > 0.5 * free:
             raise ValueError(f"The 'resolution' field ({config.resolution}) makes {len(train) + len(test)} images of "
                              f"{config.resolution}×{config.resolution} pixels, {need / 2**30:.1f} GiB, more than half of this machine's "
-                             f"{available_memory() / 2**30:.1f} GiB available; lower it or the train/test sizes.")
+                             f"{free / 2**30:.1f} GiB available; lower it or the train/test sizes.")
         train, test = (s.with_images(resize_images(s.x, config.resolution)) for s in (train, test))
     return train, test
 
@@ -134,8 +135,8 @@ def _activation_bytes(model: torch.nn.Module, shape: tuple, device) -> int:
     return total[0] * 4 // 2
 
 
-def check_sizes(ctx: Context, free: int | None = None) -> None:
-    """Options that scale memory, bounded by the data and the machine before any work: pad, and the largest training step's activations."""
+def check_sizes(ctx: Context, free: int) -> None:
+    """Options that scale memory, bounded before any work by the data and ``free``, the bytes the run's own device has (also in a pre-flight on the CPU): pad, and the largest training step's activations."""
     c, n, side = ctx.config, ctx.n, ctx.data.x.shape[-1]
     if c.pad > side:
         raise ValueError(f"The 'pad' field ({c.pad}) must be an int in [0, {side}] here (the images are {side} pixels wide). Got {c.pad} instead.")
@@ -145,7 +146,6 @@ def check_sizes(ctx: Context, free: int | None = None) -> None:
     name = max(images_of, key=images_of.get)
     size, images = batches[name], images_of[name]
     per = 3 * _activation_bytes(ctx.model, tuple(ctx.data.x.shape[1:]), ctx.device)  # outputs, their gradients, autograd's buffers
-    free = available_memory(ctx.device) if free is None else free  # a pre-flight on the CPU passes the run's own device's
     if images * per > 0.8 * free:
         raise ValueError(f"The '{name}' {'field' if name == 'batch_size' else 'option'} ({size}) makes a training step of {images} images, "
                          f"about {images * per / 2**30:.1f} GiB of activations ({per / 2**20:.2f} MiB an image), more than this machine's "
