@@ -10,6 +10,7 @@ from typing import Mapping
 import numpy as np
 
 from .records import Record
+from .style import FULL, MIN_FONT, theme
 
 __all__ = ["epoch_curves", "pool_composition"]
 
@@ -33,7 +34,8 @@ def epoch_curves(records: Mapping[str, Record], *, reference: Mapping[str, Recor
 
     if not records:
         raise ValueError("epoch_curves needs at least one record")
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6), constrained_layout=True)
+    theme()
+    fig, axes = plt.subplots(1, 3, figsize=(FULL, 3.6), layout="constrained")
     panels = [("acc", "clean accuracy (ACC)"), ("asr", "attack success rate (ASR)"), ("poison_in_pool", "poisoned samples in $D_C$")]
     for label, rec in records.items():
         metrics = [m for m in rec.metrics if phases is None or m.get("phase") in phases]
@@ -70,11 +72,12 @@ def pool_composition(record: Record, *, class_names: list[str] | None = None):
     accs = np.array(record.metric("acc_per_class")).T * 100
     names = class_names or [str(k) for k in range(pools.shape[0])]
     epochs = [str(e + 1) for e in range(pools.shape[1])]
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2), constrained_layout=True)
+    theme()
+    fig, axes = plt.subplots(1, 2, figsize=(FULL, 4.2), layout="constrained")
     sns.heatmap(pools, ax=axes[0], annot=True, fmt="d", cmap="viridis", xticklabels=epochs, yticklabels=names, cbar=False,
-                annot_kws={"fontsize": 7})
+                annot_kws={"fontsize": MIN_FONT})
     sns.heatmap(accs, ax=axes[1], annot=True, fmt=".0f", cmap="magma", vmin=0, vmax=100, xticklabels=epochs, yticklabels=names,
-                cbar=False, annot_kws={"fontsize": 7})
+                cbar=False, annot_kws={"fontsize": MIN_FONT})
     axes[0].set(title="$D_C$ size per class", xlabel="epoch")
     axes[1].set(title="test accuracy per class (%)", xlabel="epoch")
     for ax in axes:

@@ -18,6 +18,7 @@ import torch
 from .analysis import clean_hard_mask, detection_auroc, isolation_rates
 from .defenses.policies import class_agnostic_loss_split, class_aware_loss_split, meta_split
 from .records import Record
+from .style import DEFENSE_COLORS, FULL, POOL_COLORS, SINGLE, theme
 
 __all__ = ["LOSSES", "LossExplorer", "SplitExplorer", "MetaSplitExplorer", "PIPDExplorer"]
 
@@ -29,7 +30,7 @@ LOSSES = {
     "ce_loss": "CE (DBD's filter with head_loss=ce)",
     "lga_loss": "CE under LGA (ABL / PIPD isolation)",
 }
-COLOURS = {"clean": "#4c72b0", "poisoned": "#dd5555", "clean-hard": "#e6a23c", "in D_C": "#55a868", "not in D_C": "#8c8c8c"}
+COLOURS = POOL_COLORS  # the house colours (asdkit.style): one colour per pool kind in every figure
 
 
 def _class_count(record: Record) -> int:
@@ -43,7 +44,7 @@ def _hard_fraction(record: Record) -> float:
 class Explorer:
     """Controls, a figure rendered to an ``ipywidgets.Image``, and a live HTML label."""
 
-    figsize = (7.5, 3.6)
+    figsize = (SINGLE, 3.6)
 
     def __init__(self) -> None:
         import ipywidgets as w
@@ -51,6 +52,7 @@ class Explorer:
         from matplotlib.figure import Figure
 
         self.w = w
+        theme()
         self.figure = Figure(figsize=self.figsize, dpi=90, layout="constrained")
         FigureCanvasAgg(self.figure)
         self.image = w.Image(format="png")
@@ -207,7 +209,7 @@ class LossExplorer(Explorer):
 class SplitExplorer(Explorer):
     """ASD's loss-guided split at one epoch (002 §4.1): which samples a split rate puts in D_C, with TPR, FPR and poisoned-in-D_C per class."""
 
-    figsize = (8.5, 3.4)
+    figsize = (SINGLE, 3.4)
 
     def __init__(self, record: Record, *, epoch: int = -1, loss: str | None = None, class_names: list[str] | None = None) -> None:
         super().__init__()
@@ -272,7 +274,7 @@ class SplitExplorer(Explorer):
 class MetaSplitExplorer(Explorer):
     """002 Fig. 3 at the stage-3 entry: L1 loss against loss reduction, poisoned and clean-hard highlighted, the γ cut movable."""
 
-    figsize = (7.5, 4.0)
+    figsize = (SINGLE, 4.0)
 
     def __init__(self, record: Record, *, points: int = 4000) -> None:
         super().__init__()
@@ -320,7 +322,7 @@ class MetaSplitExplorer(Explorer):
 class PIPDExplorer(Explorer):
     """PIPD's rounds (003 §3.2): per-channel discrepancy of a layer with the top-K marked, the score histogram with its Jenks break, TPR/FPR."""
 
-    figsize = (10, 3.6)
+    figsize = (FULL, 3.6)
 
     def __init__(self, record: Record) -> None:
         super().__init__()
@@ -347,9 +349,9 @@ class PIPDExplorer(Explorer):
         chosen = rec.epoch_array(f"channels/{self.layer.value}", e).long().numpy()
         score = rec.epoch_array("pipd_score", e).numpy()
         ax1, ax2 = self.figure.subplots(1, 2)
-        colours = np.where(np.isin(np.arange(len(disc)), chosen), COLOURS["poisoned"], COLOURS["clean"])
+        colours = np.where(np.isin(np.arange(len(disc)), chosen), DEFENSE_COLORS["pipd"], "0.7")
         ax1.bar(np.arange(len(disc)), disc, color=colours, width=1.0)
-        ax1.set(xlabel="channel", ylabel="discrepancy (Eq. 6)", title=f"{self.layer.value}: top {len(chosen)} of {len(disc)} channels in red")
+        ax1.set(xlabel="channel", ylabel="discrepancy (Eq. 4)", title=f"{self.layer.value}: the top {len(chosen)} of {len(disc)} channels coloured")
         bins = np.linspace(score.min(), score.max(), 61)
         for name, mask in (("clean", ~self.poison), ("poisoned", self.poison)):
             ax2.hist(score[mask], bins=bins, alpha=0.6, color=COLOURS[name], label=name)

@@ -13,6 +13,7 @@ import pytest  # noqa: E402
 
 from asdkit.config import config_hash, make_config  # noqa: E402
 from asdkit.figures import FIGURES, TrainingForbidden, plan, regenerate, select  # noqa: E402
+from asdkit.figures.registry import draw  # noqa: E402
 from asdkit.records import Record  # noqa: E402
 from helpers import forbid_training  # noqa: E402
 
@@ -32,8 +33,12 @@ def test_the_plan_names_each_run_once_and_figures_that_read_one_run_share_it():
     runs, uses = plan(select(), "classroom")
     hashes = [config_hash(c) for c in runs.values()]
     assert len(hashes) == len(set(hashes))
-    assert uses["asd_fig03"]["ASD"] == uses["asd_fig14"]["ASD"]  # Fig. 14 is Fig. 3 against BadNets: one record
+    assert uses["asd_fig03"]["ASD"] == uses["asd_fig14"]["ASD | badnets"] == uses["asd_fig17"]["ASD | badnets"]  # one record
     assert uses["asd_fig05"]["ASD badnets"] == uses["asd_fig03"]["ASD"]
+    # clean-hard samples come from one no-defense reference on ASD's and DBD's training images (002 Section 5.2)
+    assert uses["asd_fig03"]["no defense"] == uses["asd_fig04"]["no defense"] == uses["asd_fig05"]["no defense badnets"]
+    ref, asd, dbd = (runs[uses["asd_fig05"][k]] for k in ("no defense badnets", "ASD badnets", "DBD badnets 0"))
+    assert ref.defense == "none" and (ref.train_size, ref.test_size) == (asd.train_size, asd.test_size) == (dbd.train_size, dbd.test_size)
     assert sum(len(u) for u in uses.values()) > len(runs) + 20
     assert runs[uses["asd_fig06"]["w/o stage 1 | badnets"]].defense_args["stages"] == "23"
     assert runs[uses["asd_fig06"]["w/o stage 1 | badnets"]].rate == 0.2
@@ -71,35 +76,75 @@ def _stand_ins(fig, recs: dict) -> dict:
     return {label: recs[need.defense] for label, need in fig.needs("smoke").items()}
 
 
-@pytest.mark.parametrize("key", sorted(FIGURES))
-def test_every_drawing_function_draws_from_smoke_records(key, smoke_records, monkeypatch):
+@pytest.fixture(scope="module")
+def drawn_figures(smoke_records):
+    """Every figure drawn from the smoke stand-ins, judged, and rendered: key -> (Drawn, pixels below the title) or a skip reason."""
+    import hashlib
+
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from asdkit.style import theme
+
     root, recs = smoke_records
-    fig = FIGURES[key]
-    if key == "dbd_fig04":  # the prepared attacks read a built poison; the grid of the others needs none
+    theme()
+    out = {}
+    with pytest.MonkeyPatch.context() as mp:
         from asdkit.attacks import ATTACKS
 
-        monkeypatch.setattr("asdkit.figures.dbd.GRID_ATTACKS", tuple(a for a in ATTACKS if ATTACKS[a].prepared is None))
-    if key == "dbd_fig05":
-        from asdkit.figures.dbd import _second_dataset
+        # the prepared attacks read a built poison; the grid of the others needs none
+        mp.setattr("asdkit.figures.dbd.GRID_ATTACKS", tuple(a for a in ATTACKS if ATTACKS[a].prepared is None))
+        forbid_training(mp)
+        for key, fig in FIGURES.items():
+            if key == "dbd_fig05":
+                from asdkit.figures.dbd import _second_dataset
 
-        try:
-            _second_dataset()
-        except FileNotFoundError as exc:
-            pytest.skip(str(exc))
-    forbid_training(monkeypatch)
-    drawn = fig.draw(_stand_ins(fig, recs), "smoke")
+                try:
+                    _second_dataset()
+                except FileNotFoundError as exc:
+                    out[key] = str(exc)
+                    continue
+            drawn = draw(fig, _stand_ins(fig, recs), "smoke")
+            pixels = None
+            if drawn.figure is not None:
+                drawn.figure.suptitle("")  # what is below the title
+                drawn.figure.canvas.draw()
+                pixels = hashlib.sha256(np.asarray(drawn.figure.canvas.buffer_rgba()).tobytes()).hexdigest()
+                plt.close(drawn.figure)
+            out[key] = (drawn, pixels)
+    return out
+
+
+@pytest.mark.parametrize("key", sorted(FIGURES))
+def test_every_drawing_function_draws_from_smoke_records(key, drawn_figures):
+    fig = FIGURES[key]
+    if isinstance(drawn_figures[key], str):
+        pytest.skip(drawn_figures[key])
+    drawn, pixels = drawn_figures[key]
     if fig.kind == "table":
         rows = drawn.values["markdown"]
         assert rows[0].startswith("| ") and len(rows) >= 3 and re.search(r"\d", drawn.number)
-        return
-    assert drawn.figure.axes and drawn.number.strip()
-    assert drawn.shows in (True, False, None)
+    else:
+        assert drawn.figure.axes and drawn.number.strip() and pixels
+    assert drawn.shows in (True, False, None) and (drawn.shows is None) == (fig.verdict is None)
+    assert all(c.claim and c.measured for c in drawn.checks)
     if fig.needs("smoke"):  # a figure read off records reports numbers, not only a drawing
         assert re.search(r"\d", drawn.number)
-    drawn.figure.canvas.draw()  # the layout engine runs (overlaps would warn, not fail; the PNGs are looked at)
-    import matplotlib.pyplot as plt
 
-    plt.close(drawn.figure)
+
+def test_no_two_figures_are_identical_below_their_titles(drawn_figures):
+    pixels = {k: v[1] for k, v in drawn_figures.items() if not isinstance(v, str) and v[1] is not None}
+    assert len(pixels) >= 28
+    same = [(a, b) for a in pixels for b in pixels if a < b and pixels[a] == pixels[b]]
+    assert not same
+
+
+def test_every_figure_has_one_of_the_two_house_widths(drawn_figures):
+    from asdkit.style import FULL, SINGLE
+
+    widths = {k: round(v[0].figure.get_figwidth(), 2) for k, v in drawn_figures.items() if not isinstance(v, str) and v[0].figure is not None}
+    assert set(widths.values()) <= {SINGLE, FULL}, widths
+    assert {SINGLE, FULL} <= set(widths.values())
 
 
 def test_figures_whose_records_exist_draw_without_training_and_the_readme_carries_their_numbers(smoke_records, monkeypatch, tmp_path):
@@ -112,7 +157,7 @@ def test_figures_whose_records_exist_draw_without_training_and_the_readme_carrie
     only = "asd_fig02,asd_fig03,pipd_fig03"
     forbid_training(monkeypatch)
     out = regenerate("smoke", only=only, out=tmp_path / "out", root=root, train=False, quiet=True)
-    assert out["trained"] == 0 and out["runs"] == 2
+    assert out["trained"] == 0 and out["runs"] == 3  # ASD and its no-defense reference, PIPD
     readme = (tmp_path / "out" / "README.md").read_text()
     for key, res in out["figures"].items():
         assert (tmp_path / "out" / f"{key}.png").stat().st_size > 10_000
@@ -136,6 +181,20 @@ def test_the_committed_figures_and_their_readme_agree():
         assert entry["number"].replace("|", "\\|") in readme or entry["number"] in readme  # table cells escape '|'
         assert entry["kind"] == "table" or f"[`{entry['file']}`]" in readme
         assert entry["shows"] is None or entry["number"] and re.search(r"\d", entry["number"])
+
+
+def test_the_committed_verdicts_and_pages_are_computed_from_the_committed_numbers():
+    from asdkit.figures.readme import render_notes, render_readme
+    from asdkit.figures.registry import Drawn
+
+    index = json.loads((ROOT / "figures" / "index.json").read_text())
+    for key, entry in index["figures"].items():  # each verdict recomputed from the numbers it was decided on
+        judged = FIGURES[key].judge(Drawn(None, "", entry["values"]))
+        assert judged.shows == entry["shows"], key
+        assert [c.passed for c in judged.checks] == [c["passed"] for c in entry["checks"]], key
+    order = [f.key for f in select()]
+    assert (ROOT / "figures" / "README.md").read_text() == render_readme(index, order)  # never edited by hand
+    assert (ROOT / "figures" / "NOTES.md").read_text() == render_notes(index, order)
 
 
 def test_a_missing_data_set_stops_the_figures_before_any_run_trains(monkeypatch, tmp_path):

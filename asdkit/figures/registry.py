@@ -15,8 +15,9 @@ from typing import Any, Callable, Mapping
 
 from ..config import RunConfig, make_config
 from ..records import Record, finished_record, run_folder, runs_dir
+from ..style import DPI, theme
 
-__all__ = ["Need", "Drawn", "PaperFigure", "FIGURES", "register", "plan", "missing", "regenerate", "select"]
+__all__ = ["Need", "Drawn", "Check", "PaperFigure", "FIGURES", "register", "plan", "missing", "regenerate", "select"]
 
 
 @dataclass(frozen=True)
@@ -32,12 +33,25 @@ class Need:
 
 @dataclass
 class Drawn:
-    """What a drawing function returns: the figure, the phenomenon's number in words, whether it shows, the raw numbers."""
+    """What a drawing function returns: the figure, the phenomenon's number in words, the numbers its verdict reads."""
 
     figure: Any
     number: str
-    shows: bool | None  # None: nothing to check (a diagram, a grid of examples)
     values: dict[str, Any] = field(default_factory=dict)
+    shows: bool | None = None  # set by :meth:`PaperFigure.judge`; None: nothing to check (a diagram, a grid of examples)
+    checks: list["Check"] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Check:
+    """One part of a figure's criterion (the FIGURES.md check for one panel or attack): what must hold, whether it does, on what numbers."""
+
+    claim: str
+    passed: bool
+    measured: str
+
+    def __str__(self) -> str:
+        return f"{self.claim}: {'holds' if self.passed else 'does not hold'} ({self.measured})"
 
 
 @dataclass(frozen=True)
@@ -51,24 +65,41 @@ class PaperFigure:
     draw: Callable[[dict[str, Record], str], Drawn]  # (records by label, scale) -> Drawn
     reduced: str = ""  # how the grid at classroom/smoke scale differs from the paper's
     kind: str = "figure"  # or "table": drawn as markdown rows (Drawn.values["markdown"]) into the README
+    verdict: Callable[[dict], list[Check]] | None = None  # Drawn.values -> the criterion's checks; None: nothing to check
 
     @property
     def paper(self) -> str:
         return self.key.split("_")[0].upper()
+
+    def judge(self, drawn: Drawn) -> Drawn:
+        """Set ``drawn.shows`` and ``drawn.checks`` from the verdict over ``drawn.values``: it shows when every check holds."""
+        if self.verdict is None:
+            drawn.shows, drawn.checks = None, []
+            return drawn
+        checks = self.verdict(drawn.values)
+        if not checks:
+            raise ValueError(f"{self.key}'s verdict checked nothing: a criterion must name what it checks.")
+        drawn.shows, drawn.checks = all(c.passed for c in checks), list(checks)
+        return drawn
 
 
 FIGURES: dict[str, PaperFigure] = {}
 
 
 def register(key: str, *, caption: str, claim: str, needs: Callable[[str], dict[str, Need]] | None = None, reduced: str = "",
-             kind: str = "figure"):
-    """Decorator: register ``draw`` as figure (or table) ``key`` (names must be unique)."""
+             kind: str = "figure", verdict: Callable[[dict], list[Check]] | None = None):
+    """Decorator: register ``draw`` as figure (or table) ``key`` (names must be unique), judged by ``verdict``."""
     def wrap(draw):
         if key in FIGURES:
             raise ValueError(f"figure {key!r} is registered twice")
-        FIGURES[key] = PaperFigure(key, caption, claim, needs or (lambda scale: {}), draw, reduced, kind)
+        FIGURES[key] = PaperFigure(key, caption, claim, needs or (lambda scale: {}), draw, reduced, kind, verdict)
         return draw
     return wrap
+
+
+def draw(fig: PaperFigure, records: dict[str, Record], scale: str) -> Drawn:
+    """Draw ``fig`` from its records and judge it by its criterion."""
+    return fig.judge(fig.draw(records, scale))
 
 
 def _order(fig: "PaperFigure") -> tuple[int, int, str]:
@@ -138,7 +169,7 @@ class TrainingForbidden(RuntimeError):
 
 def regenerate(scale: str = "classroom", *, only: str | list[str] | None = None, out: Path | str | None = None,
                root: Path | None = None, jobs: int = 1, train: bool = True, quiet: bool = False, device: str | None = None,
-               dpi: int = 130, available: bool = False, launcher: str = "local", launcher_options: dict | None = None) -> dict[str, Any]:
+               dpi: int = DPI, available: bool = False, launcher: str = "local", launcher_options: dict | None = None) -> dict[str, Any]:
     """Train what the figures need (unless ``train`` is False), draw each, write ``<out>/<key>.png`` and ``<out>/README.md``.
 
     ``available``: train nothing and draw only the figures whose records all exist (the others are listed as skipped).
@@ -148,6 +179,7 @@ def regenerate(scale: str = "classroom", *, only: str | list[str] | None = None,
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    theme()
     from .readme import write_readme
 
     figures = select(only)
@@ -171,13 +203,14 @@ def regenerate(scale: str = "classroom", *, only: str | list[str] | None = None,
     for fig in figures:
         t1 = time.perf_counter()
         records = {label: Record.load(run_folder(runs[name], root) / "record.pt") for label, name in uses[fig.key].items()}
-        drawn = fig.draw(records, scale)
+        drawn = draw(fig, records, scale)
         path = out / f"{fig.key}.png"
         if drawn.figure is not None:
-            drawn.figure.savefig(path, dpi=dpi)
+            drawn.figure.savefig(path, dpi=dpi)  # no bbox_inches="tight": a figure keeps its width (single-column or full)
             plt.close(drawn.figure)
         seconds = {label: r.summary.get("seconds", 0.0) for label, r in records.items()}
-        results[fig.key] = {"file": path.name if drawn.figure is not None else "", "kind": fig.kind, "number": drawn.number, "shows": drawn.shows, "values": drawn.values,
+        results[fig.key] = {"file": path.name if drawn.figure is not None else "", "kind": fig.kind, "number": drawn.number, "shows": drawn.shows,
+                            "checks": [{"claim": c.claim, "passed": c.passed, "measured": c.measured} for c in drawn.checks], "values": drawn.values,
                             "runs": sorted(set(uses[fig.key].values())), "run_seconds": round(sum(seconds.values()), 1),
                             "machines": sorted({r.summary["machine"] for r in records.values() if r.summary.get("machine")}),
                             "draw_seconds": round(time.perf_counter() - t1, 2)}

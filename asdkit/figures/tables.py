@@ -1,7 +1,8 @@
 """The papers' main tables, printed beside the figures in figures/README.md with the paper's numbers in a neighbouring column."""
 from __future__ import annotations
 
-from .common import attacks, pct, run
+from ..style import attack_name
+from .common import LOW_ASR, attacks, check, pct, run
 from .registry import Drawn, register
 
 # 002 Table 2, CIFAR-10 (ACC, ASR in %): the paper's own numbers, printed beside ours
@@ -54,7 +55,21 @@ def _t2_needs(scale: str) -> dict:
     return {f"{d} | {a}": run(d, a, **_rate(a)) for a in attacks(scale, TABLE_ATTACKS) for d in ("none", "abl", "pipd", "dbd", "asd")}
 
 
-@register("asd_table2", caption="ACC / ASR of the defenses against the attacks", needs=_t2_needs, kind="table",
+def _acc_asr(records: dict, defense: str, al) -> dict:
+    return {a: {k: records[f"{defense} | {a}"].summary[k] for k in ("acc", "asr")} for a in al}
+
+
+ACC_COST = 0.03  # "at high ACC": within 3 points of no defense
+
+
+def verdict_table2(v: dict) -> list:
+    return [check(f"{attack_name(a)}: ASD's ASR is low (under 5 %) at an ACC within 3 points of no defense",
+                  x["asr"] < LOW_ASR and x["acc"] >= v["none"][a]["acc"] - ACC_COST,
+                  f"ASD {pct(x['acc'])} / {pct(x['asr'])}, no defense {pct(v['none'][a]['acc'])} / {pct(v['none'][a]['asr'])}")
+            for a, x in v["asd"].items()]
+
+
+@register("asd_table2", caption="ACC / ASR of the defenses against the attacks", needs=_t2_needs, kind="table", verdict=verdict_table2,
           claim="ASD: low ASR at high ACC against every attack (CIFAR-10: ACC 93.1-93.7 %, ASR 0.9-1.7 %)",
           reduced="Fashion-MNIST at classroom scale, BadNets and Blend (paper: six attacks, three data sets); PIPD added")
 def asd_table2(records, scale):
@@ -62,10 +77,17 @@ def asd_table2(records, scale):
     lines = _beside_paper(records, scale, {d: NAMES[d] for d in ("none", "abl", "pipd", "dbd", "asd")}, ASD_TABLE2, corner="defense")
     asd = [records[f"asd | {a}"].summary for a in al]
     number = f"ASD: ACC {pct(min(s['acc'] for s in asd))}-{pct(max(s['acc'] for s in asd))}, ASR {pct(min(s['asr'] for s in asd))}-{pct(max(s['asr'] for s in asd))}"
-    return Drawn(None, number, all(s["asr"] < 0.1 for s in asd), {"markdown": lines})
+    return Drawn(None, number, {"markdown": lines, "asd": _acc_asr(records, "asd", al), "none": _acc_asr(records, "none", al)})
 
 
-@register("asd_table3", caption="training time per stage of ABL, DBD and ASD", kind="table",
+def verdict_table3(v: dict) -> list:
+    t = v["totals"]
+    measured = ", ".join(f"{NAMES[d]} {x:.0f} s" for d, x in t.items())
+    return [check("ABL is the fastest", t["abl"] < min(t["asd"], t["dbd"]), measured),
+            check("ASD costs less than DBD", t["asd"] < t["dbd"], measured)]
+
+
+@register("asd_table3", caption="training time per stage of ABL, DBD and ASD", kind="table", verdict=verdict_table3,
           needs=lambda s: {d: run(d, "badnets") for d in ("abl", "dbd", "asd")},
           claim="ABL is fastest; DBD's self-supervised stage dominates; ASD costs a fraction of DBD (CIFAR-10: 3,200 / 45,850 / 9,990 s)",
           reduced="BadNets at the figure's scale; a 'stage' is a phase of the run (ASD: its three stages)")
@@ -85,7 +107,7 @@ def asd_table3(records, scale):
         lines.append(f"| {NAMES[d]} | " + ", ".join(f"{k} {v:.0f}" for k, v in per.items()) + f" | {totals[d]:.0f} | "
                      f"{p[0]:,} / {p[1]:,} / {p[2]:,} | {p[3]:,} |")
     number = "total seconds: " + ", ".join(f"{NAMES[d]} {t:.0f}" for d, t in totals.items())
-    return Drawn(None, number, bool(totals["abl"] < totals["asd"] < totals["dbd"]), {"markdown": lines})
+    return Drawn(None, number, {"markdown": lines, "totals": totals})
 
 
 # 003 Table 2 (CIFAR-10, TPR / FPR in %) for the attacks both papers share
@@ -93,7 +115,14 @@ PIPD_TABLE2 = {"abl": {"badnets": (94.76, 0.68), "blend": (87.68, 0.64)}, "dbd":
                "asd": {"badnets": (97.77, 47.70), "blend": (100.0, 47.36)}, "pipd": {"badnets": (100.0, 0.0), "blend": (100.0, 0.0)}}
 
 
-@register("pipd_table2", caption="TPR / FPR of the isolated set", kind="table",
+def verdict_ptable2(v: dict) -> list:
+    t = v["table"]
+    return [check(f"{attack_name(a)}: PIPD has the highest TPR and the lowest FPR", t["pipd"][a]["tpr"] >= max(t[d][a]["tpr"] for d in t) - 1e-9
+                  and t["pipd"][a]["fpr"] <= min(t[d][a]["fpr"] for d in t) + 1e-9,
+                  ", ".join(f"{NAMES[d]} {pct(t[d][a]['tpr'])} / {pct(t[d][a]['fpr'])}" for d in t)) for a in t["pipd"]]
+
+
+@register("pipd_table2", caption="TPR / FPR of the isolated set", kind="table", verdict=verdict_ptable2,
           needs=lambda s: {f"{d} | {a}": run(d, a) for a in attacks(s, ("badnets", "blend", "wanet")) for d in ("abl", "dbd", "asd", "pipd")},
           claim="PIPD: the highest TPR and the lowest FPR (CIFAR-10: TPR 99.95 %, FPR 0.06 % on average)",
           reduced="BadNets and Blend at classroom (paper: seven attacks); DBD's and ASD's isolated set is their final polluted pool")
@@ -103,14 +132,18 @@ def pipd_table2(records, scale):
                           metrics=("tpr", "fpr"), heading="TPR / FPR")
     p = [records[f"pipd | {a}"].summary for a in al]
     number = "PIPD: " + ", ".join(f"{a} TPR {pct(s['tpr'])} FPR {pct(s['fpr'])}" for a, s in zip(al, p))
-    ok = all(records[f"pipd | {a}"].summary["fpr"] <= min(records[f"{d} | {a}"].summary["fpr"] for d in ("abl", "dbd", "asd")) for a in al)
-    return Drawn(None, number, ok, {"markdown": lines})
+    table = {d: {a: {k: records[f"{d} | {a}"].summary[k] for k in ("tpr", "fpr")} for a in al} for d in ("abl", "dbd", "asd", "pipd")}
+    return Drawn(None, number, {"markdown": lines, "table": table})
 
 
 FAULTS = (0.2, 0.4, 0.6, 0.8)
 
 
-@register("pipd_table3", caption="PIPD when the poisoned subset P_p holds benign samples (fault ratio)", kind="table",
+def verdict_ptable3(v: dict) -> list:
+    return [check(f"at a fault ratio of {k} PIPD still isolates the poison (TPR above 90 %)", x > 0.9, pct(x)) for k, x in v["tpr"].items()]
+
+
+@register("pipd_table3", caption="PIPD when the poisoned subset P_p holds benign samples (fault ratio)", kind="table", verdict=verdict_ptable3,
           needs=lambda s: {f"{r:.0%}": run("pipd", "badnets", rate=0.05, defense__fault_ratio=r) for r in (FAULTS if s not in ("smoke", "classroom") else (0.2, 0.6))},
           claim="TPR falls and FPR rises slowly as more benign samples are mixed in (BadNets: 100 % / 0 % up to 80 %)",
           reduced="BadNets 5 %, fault ratios 20 % and 60 % at classroom (paper 20-80 %, five attacks)")
@@ -122,7 +155,7 @@ def pipd_table3(records, scale):
         lines.append(f"| {k} | {pct(s['tpr'])} / {pct(s['fpr'])} | {pct(s['acc'])} / {pct(s['asr'])} | {benign} |")
     tprs = [r.summary["tpr"] for r in records.values()]
     number = "TPR " + ", ".join(f"{k} {pct(r.summary['tpr'])}" for k, r in records.items())
-    return Drawn(None, number, bool(min(tprs) > 0.9), {"markdown": lines})
+    return Drawn(None, number, {"markdown": lines, "tpr": dict(zip(records, tprs))})
 
 
 ROUNDS = (1, 2, 3, 5)
@@ -130,7 +163,16 @@ PIPD_TABLE4 = {"badnets": {1: (92.98, 99.81), 2: (94.14, 0.54), 3: (94.24, 0.54)
                "blend": {1: (93.28, 98.73), 2: (93.61, 50.46), 3: (94.06, 0.72), 5: (94.04, 0.72)}}
 
 
-@register("pipd_table4", caption="CA / ASR of PIPD with T progressive rounds", kind="table",
+def verdict_ptable4(v: dict) -> list:
+    out = []
+    for a, asr in v["asr"].items():
+        ts = list(asr)
+        out.append(check(f"{attack_name(a)}: one round leaves the backdoor (ASR at or above 20 %)", asr[ts[0]] >= 0.2, f"{pct(asr[ts[0]])} at {ts[0]}"))
+        out.append(check(f"{attack_name(a)}: more rounds remove it (ASR under 5 %)", asr[ts[-1]] < LOW_ASR, f"{pct(asr[ts[-1]])} at {ts[-1]}"))
+    return out
+
+
+@register("pipd_table4", caption="CA / ASR of PIPD with T progressive rounds", kind="table", verdict=verdict_ptable4,
           needs=lambda s: {f"T={t} | {a}": run("pipd", a, defense__rounds=t) for a in attacks(s, ("badnets", "blend"))
                            for t in (ROUNDS if s != "smoke" else (1, 2))},
           claim="one round leaves the backdoor (ASR ~99 %); two or three rounds remove it (BadNets: 99.81 → 0.54 %)",
@@ -142,18 +184,24 @@ def pipd_table4(records, scale):
     lines = _beside_paper(records, scale, {t: t[2:] for t in ts}, paper, corner="T", heading="CA / ASR")
     first, last = ts[0], ts[-1]
     number = "ASR " + ", ".join(f"{a}: {pct(records[f'{first} | {a}'].summary['asr'])} at {first} → {pct(records[f'{last} | {a}'].summary['asr'])} at {last}" for a in al)
-    return Drawn(None, number, all(records[f"{last} | {a}"].summary["asr"] <= records[f"{first} | {a}"].summary["asr"] for a in al), {"markdown": lines})
+    asr = {a: {t: records[f"{t} | {a}"].summary["asr"] for t in ts} for a in al}
+    return Drawn(None, number, {"markdown": lines, "asr": asr})
 
 
 DBD_TABLE1 = {"none": {"badnets": (94.92, 100), "blend": (94.14, 98.25), "wanet": (94.29, 98.64)},
               "dbd": {"badnets": (92.41, 0.96), "blend": (92.18, 1.73), "wanet": (91.20, 0.39)}}
 
 
-@register("dbd_table1", caption="DBD against BadNets, Blended and WaNet", kind="table",
+def verdict_dtable1(v: dict) -> list:
+    return [check(f"{attack_name(a)}: DBD's ASR is under 2 % at a BA within 3 points of no defense", x["asr"] < 0.02 and x["acc"] >= v["none"][a]["acc"] - ACC_COST,
+                  f"DBD {pct(x['acc'])} / {pct(x['asr'])}, no defense {pct(v['none'][a]['acc'])}") for a, x in v["dbd"].items()]
+
+
+@register("dbd_table1", caption="DBD against BadNets, Blended and WaNet", kind="table", verdict=verdict_dtable1,
           needs=lambda s: {f"{d} | {a}": run(d, a) for a in (("badnets",) if s == "smoke" else ("badnets", "blend", "wanet")) for d in ("none", "dbd")},
           claim="ASR below 2 % against every attack, BA within 2-3 points of no defense (CIFAR-10)")
 def dbd_table1(records, scale):
     al = list(dict.fromkeys(k.split(" | ")[1] for k in records))
     lines = _beside_paper(records, scale, {d: NAMES[d] for d in ("none", "dbd")}, DBD_TABLE1, corner="defense", heading="BA / ASR")
     number = "DBD: " + ", ".join(f"{a} {pct(records[f'dbd | {a}'].summary['acc'])} / {pct(records[f'dbd | {a}'].summary['asr'])}" for a in al)
-    return Drawn(None, number, all(records[f"dbd | {a}"].summary["asr"] < 0.02 for a in al), {"markdown": lines})
+    return Drawn(None, number, {"markdown": lines, "dbd": _acc_asr(records, "dbd", al), "none": _acc_asr(records, "none", al)})
