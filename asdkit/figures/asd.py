@@ -249,6 +249,7 @@ def _curves(records: dict, attack: str) -> dict:
         runs = [r for k, r in records.items() if k.startswith(f"{variant} {attack} ")]
         out[variant] = {k: np.stack([_finetune(r, k) for r in runs]) for k in ("acc", "asr")}
         out[variant]["seeds"] = len(runs)
+        out[variant]["caveats"] = sorted({c for c in (caveat(r.summary) for r in runs) if c})
     return out
 
 
@@ -266,6 +267,9 @@ def _plot_curves(ax, curves: dict, key: str, letter: str | None, text: str):
     ax.set(xlabel="fine-tuning epoch")
     panel(ax, letter, text)
     ax.legend(loc="center right")
+    notes = sorted({f"{v}: {c}" for v in ("DBD", "DBD+meta") for c in curves[v]["caveats"]})
+    if key == "asr" and notes:  # a run whose ASR means little is said where its ASR is drawn
+        ax.text(0.02, 0.97, "\n".join(notes), transform=ax.transAxes, va="top", fontsize=8, color="0.3", wrap=True)
 
 
 def _converge(curves: dict) -> dict:

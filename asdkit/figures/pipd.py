@@ -5,7 +5,7 @@ import numpy as np
 from matplotlib.ticker import MaxNLocator
 
 from ..style import ATTACK_MARKERS, DEFENSE_COLORS, attack_name, defense_name, panel, percent_axis
-from .common import LOW_ASR, NOISE, attacks, bars, check, figure, final, hist_groups, names, pct, run, title, truth
+from .common import LOW_ASR, NOISE, attacks, bars, check, data_note, figure, final, hist_groups, names, pct, run, title, truth
 from .registry import Drawn, register
 
 DEFENSES = ("pipd", "abl", "dbd", "asd")
@@ -39,7 +39,8 @@ def pipd_fig01(records, scale):
              colors=[DEFENSE_COLORS[d] for d in DEFENSES])
         panel(ax, letter, f"{key.upper()} of the isolated set")
     axes[0, 1].legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    title(fig, "PIPD Fig. 1", "isolation quality of PIPD against ABL, DBD and ASD (DBD, ASD: their final polluted pool)")
+    title(fig, "PIPD Fig. 1", "isolation quality of PIPD against ABL, DBD and ASD (DBD, ASD: their final polluted pool)",
+          note=data_note({defense_name(k.split(" | ")[0]): r for k, r in records.items()}))
     parts = [f"{attack_name(a)}: " + ", ".join(f"{defense_name(d)} {pct(table[d][a]['tpr'])}/{pct(table[d][a]['fpr'])}" for d in DEFENSES)
              for a in al]
     return Drawn(fig, "TPR/FPR " + "; ".join(parts), {"table": table})

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ..style import attack_name
-from .common import LOW_ASR, attacks, check, pct, run
+from .common import LOW_ASR, attacks, check, data_note, pct, run
 from .registry import Drawn, register
 
 # 002 Table 2, CIFAR-10 (ACC, ASR in %): the paper's own numbers, printed beside ours
@@ -31,7 +31,8 @@ def _beside_paper(records, scale: str, rows: dict[str, str], paper: dict, *, cor
             theirs = paper.get(prefix, {}).get(a)
             cells += [" / ".join(pct(s.get(m)) for m in metrics) + _health(s, "asr" in metrics), f"{theirs[0]} / {theirs[1]}" if theirs else "—"]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    return lines
+    note = data_note({rows.get(k.split(" | ")[0], k): r for k, r in records.items()})
+    return lines + ([f"\n*Note:* {note}."] if note else [])
 
 
 def _health(summary: dict, asr: bool) -> str:
