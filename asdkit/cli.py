@@ -106,10 +106,25 @@ def _build_parser() -> argparse.ArgumentParser:
     w.add_argument("--device", help="the runs' device (default: the scale's)")
     w.add_argument("--quiet", action="store_true")
 
+    r = sub.add_parser("results", help="the results tables: train what a result set is missing, read every record into "
+                                        "results/results.csv and render the pages from it")
+    r.add_argument("--set", dest="sets", help="comma list of result sets (default: all): " + ", ".join(_result_sets()))
+    r.add_argument("--no-train", action="store_true", help="train nothing: read the records that exist and render")
+    r.add_argument("--render", action="store_true", help="only re-render the pages and the README's headline from results/results.csv")
+    r.add_argument("--out", default="results", help="the results folder (default results/)")
+    r.add_argument("--quiet", action="store_true", help="no progress bar")
+    _launcher_arguments(r)
+
     n = sub.add_parser("notebooks", help="write student copies of the course notebooks (solution cells removed)")
     n.add_argument("--student", required=True, metavar="DIR", help="folder for the copies")
     n.add_argument("--source", metavar="DIR", help="folder of the notebooks (default: the course's)")
     return parser
+
+
+def _result_sets() -> list[str]:
+    from .results import SETS
+
+    return list(SETS)
 
 
 def _launcher_arguments(p: argparse.ArgumentParser) -> None:
@@ -393,6 +408,28 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _cmd_results(args: argparse.Namespace) -> int:
+    from . import planner, results
+
+    if args.render:
+        files = results.render_files(args.out)
+        print(f"rendered {len(files)} file(s) from {args.out}/{results.CSV}")
+        return 0
+    configs = results.configs(args.sets)
+    if _plan_only(args, configs):
+        return 0
+    failed = []
+    if not args.no_train:
+        done = planner.launch(configs, launcher=args.launcher, jobs=args.jobs, options=_launcher_options(args), quiet=args.quiet)
+        failed = [r for r in done if r["state"] == "failed"]
+        for r in failed:
+            print(f"  failed  {r['run']}: {r['error']}")
+        planner.wait_for(configs)
+    out = results.build(args.sets, out=args.out)
+    print(f"{out['rows']} rows in {out['out']}/{results.CSV}: {out['read']} read from records now, {out['kept']} kept from an earlier build")
+    return 1 if failed else 0
+
+
 def _cmd_notebooks(args: argparse.Namespace) -> int:
     from .student import write_student_copies
 
@@ -414,7 +451,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     try:
         return {"run": _cmd_run, "data": _cmd_data, "options": _cmd_options, "course": _cmd_course,
-                "notebooks": _cmd_notebooks, "figures": _cmd_figures, "sweep": _cmd_sweep}[args.command](args)
+                "notebooks": _cmd_notebooks, "figures": _cmd_figures, "sweep": _cmd_sweep,
+                "results": _cmd_results}[args.command](args)
     except ValueError as exc:  # bad input: one clear line, no traceback
         print("asdkit: error: " + " ".join(str(exc).split()), file=sys.stderr)
         return 2

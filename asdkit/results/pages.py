@@ -1,0 +1,152 @@
+"""The results pages, rendered from the CSV alone: medians and ranges over seeds, a flag where a seed's ASR means nothing,
+the machines named once per table. The same CSV always renders the same bytes."""
+from __future__ import annotations
+
+import csv
+import io
+import statistics
+from pathlib import Path
+
+from ..style import attack_name, defense_name
+from .rows import COLUMNS
+from .sets import SETS
+
+__all__ = ["read_csv", "write_csv_text", "render", "headline", "README_MARKERS", "with_headline"]
+
+README_MARKERS = ("<!-- results:headline:start -->", "<!-- results:headline:end -->")
+HEADLINE_ATTACKS = ("badnets", "blend", "wanet", "clb")
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    """The rows of ``results.csv`` (empty when it does not exist)."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    with path.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    if rows and list(rows[0]) != list(COLUMNS):
+        raise ValueError(f"{path} has the columns {list(rows[0])[:5]}...; this asdkit writes {list(COLUMNS)[:5]}...: "
+                         "run `asdkit results` to rebuild it from the records.")
+    return rows
+
+
+def write_csv_text(rows: list[dict[str, str]]) -> str:
+    """The CSV text of ``rows``, sorted by set, then run (so that a rebuild from the same records is byte for byte the same)."""
+    out = io.StringIO()
+    w = csv.DictWriter(out, fieldnames=COLUMNS, lineterminator="\n")
+    w.writeheader()
+    for r in sorted(rows, key=lambda r: (r["set"], r["defense"] != "none", r["defense"], r["attack"], r["rate"], r["seed"], r["run"])):
+        w.writerow(r)
+    return out.getvalue()
+
+
+def _num(x: str) -> float | None:
+    return float(x) if x not in ("", None) else None
+
+
+def _spread(values: list[float | None], *, pct: bool = True) -> str:
+    """Median (min-max) of ``values``, in % with one decimal (``pct``) or as a number with two."""
+    v = [x for x in values if x is not None]
+    if not v:
+        return "—"
+    k, fmt = (100.0, "{:.1f}") if pct else (1.0, "{:.2f}")
+    med = fmt.format(k * statistics.median(v))
+    return med if len(v) == 1 or min(v) == max(v) else f"{med} ({fmt.format(k * min(v))}-{fmt.format(k * max(v))})"
+
+
+def _seeds(rows) -> str:
+    seeds = sorted(int(r["seed"]) for r in rows)
+    return f"{seeds[0]}-{seeds[-1]}" if seeds == list(range(seeds[0], seeds[-1] + 1)) and len(seeds) > 1 else ",".join(map(str, seeds))
+
+
+def _machines(rows) -> str:
+    named = sorted({f"{r['machine']}" + (f" ({r['threads']} thread{'s' * (r['threads'] != '1')} a run)" if r["threads"] else "")
+                    for r in rows if r["machine"]})
+    return "; ".join(named) or "not recorded"
+
+
+def _groups(rows) -> dict[tuple[str, str, str], list[dict]]:
+    """Rows by (attack, rate, defense), in a stable order: attacks as declared, no defense first."""
+    out: dict[tuple[str, str, str], list[dict]] = {}
+    for r in rows:
+        out.setdefault((r["attack"], r["rate"], r["defense"]), []).append(r)
+    return dict(sorted(out.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2] != "none", kv[0][2])))
+
+
+def _flag(rows) -> str:
+    """'†' and why, where a seed's ASR means nothing."""
+    bad = [f"seed {r['seed']}: {r['asr_caveat']}" for r in rows if r["asr_meaningful"] == "false"]
+    return f" † ({'; '.join(bad)})" if bad else ""
+
+
+def _table(name: str, rows: list[dict]) -> list[str]:
+    lines = ["| attack | rate | defense | seeds | ACC % | ASR % | DER | TPR / FPR % | AUROC | lowest class | minutes |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for (attack, rate, defense), rs in _groups(rows).items():
+        low = min(rs, key=lambda r: _num(r["lowest_class_acc"]) if r["lowest_class_acc"] else 1.0)
+        iso = "—" if not any(r["tpr"] for r in rs) else f"{_spread([_num(r['tpr']) for r in rs])} / {_spread([_num(r['fpr']) for r in rs])}"
+        lines.append(f"| {attack_name(attack)} | {100 * float(rate):g} % | {defense_name(defense)} | {_seeds(rs)} "
+                     f"| {_spread([_num(r['acc']) for r in rs])} | {_spread([_num(r['asr']) for r in rs])}{_flag(rs)} "
+                     f"| {_spread([_num(r['der']) for r in rs], pct=False)} | {iso} | {_spread([_num(r['auroc']) for r in rs], pct=False)} "
+                     f"| {low['lowest_class'] or '—'} {_spread([_num(low['lowest_class_acc'])])} | {_spread([_num(r['minutes']) for r in rs], pct=False)} |")
+    return lines
+
+
+def _page(name: str, rows: list[dict]) -> str:
+    about = SETS[name].about if name in SETS else ""
+    lines = [f"# Results: {name}", "", f"{about[0].upper() + about[1:]}." if about else "", "",
+             f"`asdkit results --set {name}` trains what is missing and rebuilds this page from the records; "
+             "`asdkit results --render` rebuilds it from `results.csv` alone.", "",
+             f"{len(rows)} runs. Medians over the seeds, the range in brackets; ACC, ASR, TPR and FPR in %. DER (BackdoorBench): "
+             "(max(0, ΔASR) − max(0, ΔACC) + 1) / 2 against the no-defense run on the same images (1 best, 0.5 no change). "
+             "AUROC: the defense's isolation score as a poison detector. † : a seed's ASR means nothing (why, in brackets).", "",
+             f"Machines: {_machines(rows)}. Numbers repeat exactly on one machine, not across CPU models.", ""]
+    return "\n".join(lines + _table(name, rows)) + "\n"
+
+
+def render(rows: list[dict[str, str]]) -> dict[str, str]:
+    """Every page's file name and text: one page per result set that has rows, and the index."""
+    by_set: dict[str, list[dict]] = {}
+    for r in rows:
+        by_set.setdefault(r["set"], []).append(r)
+    pages = {f"{name}.md": _page(name, rs) for name, rs in sorted(by_set.items())}
+    index = ["# Results", "", "Every number here is computed from run records by `asdkit results` and kept, one row per run, in "
+             "[`results.csv`](results.csv); the pages are rendered from that file alone (`asdkit results --render`).", "",
+             "| set | runs | what it holds |", "| --- | --- | --- |"]
+    index += [f"| [{n}]({n}.md) | {len(by_set.get(n, []))} | {s.about} |" for n, s in SETS.items() if n in by_set]
+    missing = [n for n in SETS if n not in by_set]
+    if missing:
+        index += ["", "Not computed yet: " + ", ".join(f"`{n}` (`asdkit results --set {n}`)" for n in missing) + "."]
+    pages["README.md"] = "\n".join(index) + "\n"
+    return pages
+
+
+def headline(rows: list[dict[str, str]]) -> str:
+    """The README's headline table: ACC / ASR medians of every defense against BadNets, Blend, WaNet and CLB at classroom scale."""
+    rs = [r for r in rows if r["set"] == "classroom"]
+    groups = _groups(rs)
+    attacks = [a for a in HEADLINE_ATTACKS if any(k[0] == a for k in groups)]
+    if not attacks:
+        return "No classroom results yet: `asdkit results --set classroom` computes them."
+    defenses = [d for d in ("none", "abl", "asd", "dbd", "pipd") if any(k[2] == d for k in groups)]
+    lines = ["| defense | " + " | ".join(f"{attack_name(a)}: ACC / ASR %" for a in attacks) + " |", "| --- |" + " --- |" * len(attacks)]
+    for d in defenses:
+        cells = []
+        for a in attacks:
+            g = [r for k, v in groups.items() if k[0] == a and k[2] == d for r in v]
+            cells.append("—" if not g else f"{_spread([_num(r['acc']) for r in g])} / {_spread([_num(r['asr']) for r in g])}{'†' if _flag(g) else ''} "
+                                           f"({len(g)} seed{'s' * (len(g) > 1)})")
+        lines.append(f"| {defense_name(d)} | " + " | ".join(cells) + " |")
+    lines += ["", f"Classroom scale, medians (range) over seeds; † a seed's ASR means nothing ([results/classroom.md](results/classroom.md) says why). "
+                  f"Machines: {_machines(rs)}."]
+    return "\n".join(lines)
+
+
+def with_headline(readme: str, rows: list[dict[str, str]]) -> str:
+    """``readme`` with the text between its results markers replaced by :func:`headline` (unchanged when it has no markers)."""
+    start, end = README_MARKERS
+    if start not in readme or end not in readme:
+        return readme
+    head, rest = readme.split(start, 1)
+    _, tail = rest.split(end, 1)
+    return f"{head}{start}\n{headline(rows)}\n{end}{tail}"

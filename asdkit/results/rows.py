@@ -1,0 +1,72 @@
+"""One CSV row per run, read off its record: the config, where it ran, ACC, ASR and whether it means anything, what the defense
+set apart, and DER against the no-defense run on the same images."""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ..analysis import asr_caveat
+from ..config import RunConfig
+from ..records import Record
+
+__all__ = ["COLUMNS", "der", "row", "isolation_auroc"]
+
+CONFIG_COLUMNS = ("defense", "attack", "rate", "target", "label_mode", "dataset", "resolution", "scale", "seed", "train_size",
+                  "test_size", "model", "model_args", "precision", "epochs", "budget", "batch_size", "optimizer", "lr", "momentum",
+                  "weight_decay", "schedule", "milestones", "pad", "eval_batch_size", "attack_args", "defense_args")
+COLUMNS = ("set", "run", *CONFIG_COLUMNS, "machine", "threads", "acc", "asr", "asr_meaningful", "asr_caveat", "lowest_class",
+           "lowest_class_acc", "tpr", "fpr", "auroc", "minutes", "reference", "reference_acc", "reference_asr", "der")
+# the per-sample score each defense sets samples apart by, the one of its last split, and the side the poison is meant to be on
+ISOLATION_SCORE = {"abl": ("lga_loss", -1.0), "asd": ("l1_loss", 1.0), "dbd": ("sce_loss", 1.0), "pipd": ("pipd_score", 1.0)}
+
+
+def der(acc: float, asr: float, ref_acc: float, ref_asr: float) -> float:
+    """BackdoorBench's defense effectiveness rating: (max(0, ΔASR) − max(0, ΔACC) + 1) / 2, Δ the drop from the no-defense run.
+
+    1 is the best (the whole ASR removed at no accuracy cost), 0 the worst, 0.5 nothing gained or lost.
+    """
+    return (max(0.0, ref_asr - asr) - max(0.0, ref_acc - acc) + 1.0) / 2.0
+
+
+def isolation_auroc(record: Record) -> float | None:
+    """The AUROC of the defense's isolation score of its last split as a poison detector (None without one, or without poison)."""
+    from ..analysis import detection_auroc
+
+    name, sign = ISOLATION_SCORE.get(record.config["defense"], (None, 1.0))
+    if name is None or name not in record.epoch_arrays:
+        return None
+    poison = record.arrays["is_poison"].numpy().astype(bool)
+    if not poison.any() or poison.all():
+        return None
+    score = record.epoch_array(name, record.logged_epochs(name)[-1]).numpy()
+    return detection_auroc(sign * score, poison)
+
+
+def _cell(value: Any) -> str:
+    """A CSV cell: numbers as Python writes them, dicts and lists as JSON, None as empty."""
+    if value is None:
+        return ""
+    if isinstance(value, (dict, list, tuple)):
+        return json.dumps(value, sort_keys=True)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def row(set_name: str, config: RunConfig, record: Record, reference: Record | None) -> dict[str, str]:
+    """The CSV row of one run (``reference``: the no-defense record on the same images, for DER)."""
+    s, c = record.summary, config.to_dict()
+    machine, _, threads = (s.get("machine") or "").rpartition(", ")
+    if not threads.endswith(("thread", "threads")):
+        machine, threads = s.get("machine") or "", ""
+    values: dict[str, Any] = {"set": set_name, "run": record.path.parent.name if record.path else "", **{k: c.get(k) for k in CONFIG_COLUMNS},
+                              "precision": s.get("precision", c.get("precision")), "machine": machine,
+                              "threads": threads.split()[0] if threads else "", "acc": s.get("acc"), "asr": s.get("asr"),
+                              "asr_meaningful": s.get("asr_meaningful"), "asr_caveat": asr_caveat(s), "lowest_class": s.get("lowest_class"),
+                              "lowest_class_acc": s.get("lowest_class_acc"), "tpr": s.get("tpr"), "fpr": s.get("fpr"),
+                              "auroc": isolation_auroc(record), "minutes": round(s.get("seconds", 0.0) / 60.0, 2)}
+    if reference is not None:
+        r = reference.summary
+        values.update(reference=reference.path.parent.name if reference.path else "", reference_acc=r.get("acc"), reference_asr=r.get("asr"),
+                      der=der(s["acc"], s["asr"], r["acc"], r["asr"]) if config.rate > 0 else None)
+    return {k: _cell(values.get(k)) for k in COLUMNS}

@@ -1,0 +1,74 @@
+"""The declared result sets: which runs a results table reads, each with the no-defense run on the same images it is measured against."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from ..attacks import ATTACKS
+from ..config import DATA_FIELDS, POISON_FIELDS, RunConfig, make_config
+
+__all__ = ["ResultSet", "SETS", "DEFENSES", "reference", "select", "plan"]
+
+DEFENSES = ("none", "abl", "asd", "dbd", "pipd")
+SEEDS = (0, 1, 2)
+
+
+@dataclass(frozen=True)
+class ResultSet:
+    """A named set of runs whose rows form one results page: ``configs()`` gives them, each checked before any work."""
+
+    name: str
+    about: str
+    configs: Callable[[], list[RunConfig]]
+
+
+def _attack_overrides(attack: str) -> dict:
+    """What an attack needs beyond its preset: CLB poisons 25 % of the target class; Refool reads reflection images."""
+    if attack == "clb":
+        return {"rate": 0.25}
+    if attack == "refool":
+        from ..figures.dbd import _reflections
+
+        return {"attack.reflections": _reflections()}
+    return {}
+
+
+def _grid(scale: str, defenses, attacks, seeds=SEEDS, **overrides) -> list[RunConfig]:
+    return [make_config(scale, defense=d, overrides={"attack": a, "seed": s, **_attack_overrides(a), **overrides})
+            for a in attacks for d in defenses for s in seeds]
+
+
+SETS: dict[str, ResultSet] = {s.name: s for s in (
+    ResultSet("classroom", "every defense against every attack at classroom scale, seeds 0-2",
+              lambda: _grid("classroom", DEFENSES, tuple(ATTACKS))),
+    ResultSet("no-poison", "every defense on clean data (rate 0) at classroom scale, seeds 0-2: its accuracy cost and the share of "
+                           "clean samples it sets apart", lambda: _grid("classroom", DEFENSES, ("badnets",), rate=0.0)),
+    ResultSet("lab", "the lab scale over seeds 0-2: no defense, ASD and DBD against BadNets and Blend; PIPD and ABL against BadNets",
+              lambda: _grid("lab", ("none", "asd", "dbd"), ("badnets", "blend")) + _grid("lab", ("pipd", "abl"), ("badnets",))),
+)}
+
+
+def reference(config: RunConfig) -> RunConfig | None:
+    """The no-defense run on the same images and poison as ``config`` (DER's baseline), or None for a no-defense run."""
+    if config.defense == "none":
+        return None
+    fields = {k: getattr(config, k) for k in DATA_FIELDS + POISON_FIELDS}
+    overrides = {k: v for k, v in fields.items() if k != "attack_args"}
+    overrides.update({f"attack.{k}": v for k, v in config.attack_args.items()})
+    return make_config(config.scale, defense="none", overrides=overrides)
+
+
+def select(names: str | list[str] | None = None) -> list[ResultSet]:
+    """The sets named (comma list; None: all), checked before any work."""
+    if not names:
+        return list(SETS.values())
+    keys = [k.strip() for k in (names.split(",") if isinstance(names, str) else names) if k.strip()]
+    unknown = [k for k in keys if k not in SETS]
+    if unknown:
+        raise ValueError(f"The '--set' option names unknown result sets {unknown}; the sets: {', '.join(SETS)}.")
+    return [SETS[k] for k in keys]
+
+
+def plan(sets: list[ResultSet]) -> dict[str, list[tuple[RunConfig, RunConfig | None]]]:
+    """Per set, each run and its no-defense reference (the planner makes both)."""
+    return {s.name: [(c, reference(c)) for c in s.configs()] for s in sets}

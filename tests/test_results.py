@@ -1,0 +1,124 @@
+"""Results from records: DER as BackdoorBench defines it, one CSV row per run, pages rendered from the CSV alone and byte for byte."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from asdkit import results
+from asdkit.results.pages import README_MARKERS, headline, read_csv, render, with_headline, write_csv_text
+from asdkit.results.rows import COLUMNS
+from asdkit.results.sets import ResultSet, _grid
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("acc, asr, ref_acc, ref_asr, expected", [
+    (0.90, 0.00, 0.90, 1.00, 1.0),  # the whole backdoor removed at no cost
+    (0.90, 1.00, 0.90, 1.00, 0.5),  # nothing gained, nothing lost
+    (0.80, 0.02, 0.90, 0.98, (0.96 - 0.10 + 1) / 2),  # 96 points of ASR removed at 10 points of accuracy
+    (0.95, 0.50, 0.90, 0.40, 0.5),  # ASR up and ACC up: both clipped at 0
+    (0.50, 1.00, 0.90, 1.00, 0.3),  # only an accuracy cost: it is subtracted, not added (BackdoorBench's utils/metric.py adds it)
+])
+def test_der_is_backdoorbenchs_definition_on_hand_made_rows(acc, asr, ref_acc, ref_asr, expected):
+    assert results.der(acc, asr, ref_acc, ref_asr) == pytest.approx(expected)
+
+
+def test_the_declared_sets_are_the_issues_and_each_run_has_a_reference_on_the_same_images():
+    plan = results.plan(results.select())
+    assert len(plan["classroom"]) == 5 * 11 * 3 and len(plan["no-poison"]) == 5 * 3
+    for c, ref in plan["classroom"] + plan["lab"]:
+        if c.defense == "none":
+            assert ref is None
+            continue
+        assert ref.defense == "none" and (ref.train_size, ref.test_size, ref.seed, ref.attack, ref.rate, ref.attack_args) == (
+            c.train_size, c.test_size, c.seed, c.attack, c.rate, c.attack_args)
+    assert {c.rate for c, _ in plan["no-poison"]} == {0.0}
+    with pytest.raises(ValueError, match=r"unknown result sets \['nope'\]"):
+        results.select("lab,nope")
+
+
+@pytest.fixture(scope="module")
+def smoke_results(fmnist_dir, tmp_path_factory):
+    """A smoke result set of no defense and PIPD against BadNets, seeds 0-1, trained once, built into a results folder."""
+    import torch
+
+    from asdkit.planner import launch
+
+    tmp = tmp_path_factory.mktemp("results")
+    root, out = tmp / "runs", tmp / "results"
+    readme = tmp / "README.md"
+    readme.write_text(f"# x\n\n{README_MARKERS[0]}\nold\n{README_MARKERS[1]}\n\nmore\n")
+    smoke = ResultSet("classroom", results.SETS["classroom"].about, lambda: _grid("smoke", ("none", "pipd"), ("badnets",), seeds=(0, 1)))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ASDKIT_DATA", str(fmnist_dir))
+        mp.setenv("ASDKIT_RUNS", str(root))
+        mp.setitem(results.SETS, "classroom", smoke)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            launch(results.configs("classroom"), root=root, quiet=True)
+            first = results.build("classroom", root=root, out=out, readme=readme)
+            again = results.build("classroom", root=root, out=out, readme=readme)
+        finally:
+            torch.set_num_threads(threads)
+    return out, readme, first, again
+
+
+def test_a_build_writes_a_row_per_run_with_der_against_its_reference(smoke_results):
+    out, _, first, again = smoke_results
+    rows = read_csv(out / "results.csv")
+    assert first["rows"] == len(rows) == 4 and again == {**first, "read": 4, "kept": 0}
+    assert list(rows[0]) == list(COLUMNS)
+    from asdkit.records import Record, run_folder
+
+    pipd = [r for r in rows if r["defense"] == "pipd"]
+    none = [r for r in rows if r["defense"] == "none"]
+    for r in pipd:  # its reference: no defense on PIPD's own images (10,000 at smoke, where the set's no-defense runs have 2,000)
+        c = _grid("smoke", ("pipd",), ("badnets",), seeds=(int(r["seed"]),))[0]
+        ref = Record.load(run_folder(results.reference(c), out.parent / "runs") / "record.pt")
+        assert r["reference"] == ref.path.parent.name and float(r["reference_asr"]) == ref.summary["asr"]
+        assert len(ref.arrays["is_poison"]) == int(r["train_size"]) != int(none[0]["train_size"])
+        assert float(r["der"]) == pytest.approx(results.der(float(r["acc"]), float(r["asr"]), ref.summary["acc"], ref.summary["asr"]))
+        assert r["tpr"] and r["fpr"] and 0.0 <= float(r["auroc"]) <= 1.0 and r["machine"] and r["threads"] == "1"
+    assert all(r["der"] == "" and r["reference"] == "" for r in none)
+
+
+def test_the_pages_are_rendered_from_the_csv_alone_byte_for_byte(smoke_results):
+    out, readme, _, _ = smoke_results
+    rows = read_csv(out / "results.csv")
+    assert (out / "results.csv").read_text() == write_csv_text(rows)
+    pages = render(rows)
+    assert set(pages) == {"README.md", "classroom.md"}
+    for name, text in pages.items():
+        assert (out / name).read_text() == text
+    page = pages["classroom.md"]
+    assert "| BadNets | 10 % | PIPD | 0-1 |" in page and "Machines: " in page and page.count("Machines: ") == 1
+    text = readme.read_text()
+    assert headline(rows) in text and text.endswith("\n\nmore\n") and "old" not in text
+    before = {p: p.read_bytes() for p in out.iterdir()}
+    results.render_files(out, readme)
+    assert {p: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_a_seed_whose_asr_means_nothing_is_flagged_with_why():
+    row = {k: "" for k in COLUMNS}
+    base = {**row, "set": "classroom", "attack": "badnets", "rate": "0.1", "defense": "asd", "acc": "0.8", "asr": "0.02", "seed": "0",
+            "asr_meaningful": "true", "lowest_class": "Shirt", "lowest_class_acc": "0.4", "minutes": "3.0"}
+    starved = {**base, "seed": "1", "asr": "0.0", "asr_meaningful": "false", "asr_caveat": "the target class itself is at 12% test accuracy"}
+    page = render([base, starved])["classroom.md"]
+    assert "† (seed 1: the target class itself is at 12% test accuracy)" in page
+    assert "| 80.0 | 1.0 (0.0-2.0) †" in page
+    assert with_headline("no markers here", [base]) == "no markers here"
+
+
+def test_the_committed_results_are_rendered_from_the_committed_csv():
+    csv = ROOT / "results" / "results.csv"
+    if not csv.exists():
+        pytest.skip("no committed results yet")
+    rows = read_csv(csv)
+    assert csv.read_text() == write_csv_text(rows)
+    for name, text in render(rows).items():
+        assert (ROOT / "results" / name).read_text() == text
+    readme = (ROOT / "README.md").read_text()
+    assert with_headline(readme, rows) == readme
