@@ -163,4 +163,14 @@ CASES = [
     Case("an infinite poison rate", (*SMOKE, "--set", "rate=inf"), ("'rate'", "'inf'")),
     Case("a precision this CPU cannot give", (*SMOKE, "--set", "precision=fp16"), ("'precision'", "fp16")),
     Case("a device this machine lacks", (*SMOKE, "--device", "cuda:7"), ("cuda:7",)),
+    Case("an unknown result set", ("results", "--set", "classroom,nope", "--status"), ("'--set'", "['nope']", "classroom, no-poison, lab")),
+    Case("a results CSV of other columns", ("results", "--render", "--out", "{out}"), ("results.csv", "columns", "asdkit results"),
+         setup=lambda folder: _foreign_csv(folder)),
 ]
+
+
+def _foreign_csv(folder: Path) -> dict[str, Path]:
+    out = folder / "res"
+    out.mkdir()
+    (out / "results.csv").write_text("a,b\n1,2\n")
+    return {"out": out}
