@@ -50,10 +50,19 @@ def splits(config: RunConfig):
     train, test = data.train, data.test
     if config.target >= train.num_classes:
         raise ValueError(f"The 'target' field must be a class index in [0, {train.num_classes - 1}] for {config.dataset}. Got {config.target} instead.")
+    fitted = []  # a scale's sizes are "at most": a data set smaller than the size asked for is used whole, and said so
     if config.train_size:
-        train = stratified_subset(train, config.train_size, seed=config.seed)
+        if config.train_size < len(train):
+            train = stratified_subset(train, config.train_size, seed=config.seed)
+        else:
+            fitted.append(f"train_size {config.train_size:,} → the whole training set ({len(train):,} images)")
     if config.test_size:
-        test = stratified_subset(test, config.test_size, seed=config.seed)
+        if config.test_size < len(test):
+            test = stratified_subset(test, config.test_size, seed=config.seed)
+        else:
+            fitted.append(f"test_size {config.test_size:,} → the whole test set ({len(test):,} images)")
+    if fitted:
+        _say_once(f"{config.dataset} is smaller than the {config.scale} scale asks: " + "; ".join(fitted))
     absent = sorted(set(range(train.num_classes)) - set(test.y.unique().tolist()))
     if absent:
         raise ValueError(f"The test set ({len(test)} images{f', test_size={config.test_size}' if config.test_size else ''}) has no image of "
@@ -69,6 +78,16 @@ def splits(config: RunConfig):
                              f"{free / 2**30:.1f} GiB available; lower it or the train/test sizes.")
         train, test = (s.with_images(resize_images(s.x, config.resolution)) for s in (train, test))
     return train, test
+
+
+_SAID: set[str] = set()
+
+
+def _say_once(text: str) -> None:
+    """Print what a scale's preset adapted to the data set, once a process."""
+    if text not in _SAID:
+        _SAID.add(text)
+        print(f"asdkit: {text}.", flush=True)
 
 
 def _unbuilt(attack):

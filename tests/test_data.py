@@ -519,3 +519,23 @@ def test_class_names_of_named_sets_and_none_for_files():
     assert class_names("fashion-mnist")[6] == "Shirt" and len(class_names("FashionMNIST")) == 10
     assert class_names("gtsrb") is not None and len(class_names("gtsrb")) == 43
     assert class_names("some/file.npz") is None
+
+
+@pytest.mark.parametrize("scale", ["smoke", "classroom", "lab"])
+@pytest.mark.parametrize("file", ["gtsrb-mini.npz", "cifar10-mini.npz"])
+def test_every_defense_passes_every_check_on_the_shared_subsets_without_set(file, scale, tmp_path, capsys, monkeypatch):
+    """A scale's sizes are "at most": a data set smaller than a preset asks for is used whole, and that is said once."""
+    monkeypatch.setattr("asdkit.preparation._SAID", set())  # said once a process: this test's process starts afresh
+    from asdkit.config import make_config
+    from asdkit.preparation import preflight
+
+    path = SHARED / file
+    if not path.is_file():
+        pytest.skip(f"{path} is absent (set ASDKIT_SHARED_DATA)")
+    configs = [make_config(scale, defense=d, overrides={"dataset": str(path)}) for d in ("none", "abl", "asd", "dbd", "pipd")]
+    preflight(configs, tmp_path)  # every check a run makes before it trains, the defense's own data-dependent ones included
+    said = [line for line in capsys.readouterr().out.splitlines() if "is smaller than" in line]
+    asked = {(c.train_size, c.test_size) for c in configs}
+    d = load(path)
+    if any(n >= len(d.train) or t >= len(d.test) for n, t in asked):
+        assert said and len(said) == len(set(said)) and "the whole" in said[0]
