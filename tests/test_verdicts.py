@@ -76,7 +76,7 @@ PLANTED = {
     "asd_table2": ({"asd": {B: {"acc": 0.90, "asr": 0.01}}, "none": {B: {"acc": 0.91, "asr": 1.0}}},
                    {"asd": {B: {"acc": 0.82, "asr": 0.01}}, "none": {B: {"acc": 0.91, "asr": 1.0}}}),
     "asd_table3": ({"totals": {"abl": 100, "dbd": 900, "asd": 400}}, {"totals": {"abl": 500, "dbd": 900, "asd": 400}}),
-    "pipd_table2": ({"table": _iso()}, {"table": _iso(abl=(0.999, 0.0))}),
+    "pipd_table2": ({"table": _iso()}, {"table": _iso(pipd=(0.80, 0.0))}),
     "pipd_table3": ({"tpr": {"20%": 0.99, "60%": 0.95}}, {"tpr": {"20%": 0.99, "60%": 0.5}}),
     "pipd_table4": ({"asr": {B: {"T=1": 0.99, "T=5": 0.01}}}, {"asr": {B: {"T=1": 0.0, "T=5": 0.0}}}),
     "dbd_table1": ({"dbd": {B: {"acc": 0.92, "asr": 0.01}}, "none": {B: {"acc": 0.94, "asr": 1.0}}},

@@ -21,8 +21,8 @@ def verdict_fig01(v: dict) -> list:
     for a in t["pipd"]:
         best_tpr = max(t[d][a]["tpr"] for d in DEFENSES)
         best_fpr = min(t[d][a]["fpr"] for d in DEFENSES)
-        out.append(check(f"{attack_name(a)}: PIPD has the highest TPR and the lowest FPR", t["pipd"][a]["tpr"] >= best_tpr - 1e-9
-                         and t["pipd"][a]["fpr"] <= best_fpr + 1e-9,
+        out.append(check(f"{attack_name(a)}: PIPD has the highest TPR and the lowest FPR (within a point of the best: one seed)",
+                         t["pipd"][a]["tpr"] >= best_tpr - NOISE and t["pipd"][a]["fpr"] <= best_fpr + NOISE,
                          ", ".join(f"{defense_name(d)} {pct(t[d][a]['tpr'])}/{pct(t[d][a]['fpr'])}" for d in DEFENSES) + " (TPR/FPR)"))
     return out
 
@@ -132,15 +132,16 @@ def verdict_fig05(v: dict) -> list:
           needs=lambda s: {"selective training": run("pipd", "badnets"), "unlearning": run("pipd", "badnets", defense__operation="unlearn")})
 def pipd_fig05(records, scale):
     fig, axes = figure("full", 1, 2)
-    styles = {"selective training": (DEFENSE_COLORS["pipd"], "-", "o"), "unlearning": (DEFENSE_COLORS["abl"], "--", "s")}
+    styles = {"selective training": (DEFENSE_COLORS["pipd"], "-", "o", 4.0), "unlearning": (DEFENSE_COLORS["abl"], "--", "s", 1.5)}
     for name, rec in records.items():
         rows = [m for m in rec.metrics if m.get("phase") == "training"]
         before = [m for m in rec.metrics if m.get("phase") == "pre_isolation"][-1]
         rows = [before] + rows
         x = np.arange(len(rows))
-        color, ls, marker = styles[name]
-        for ax, k in zip(axes[0], ("acc", "asr")):  # the two lines share epoch 0; markers of two shapes keep both visible
-            ax.plot(x, [100 * m[k] for m in rows], ls=ls, marker=marker, color=color, label=name, mfc="none" if ls == "--" else color)
+        color, ls, marker, lw = styles[name]
+        for ax, k in zip(axes[0], ("acc", "asr")):  # a wide line under a thin dashed one: where they coincide, both stay visible
+            ax.plot(x, [100 * m[k] for m in rows], ls=ls, lw=lw, marker=marker, color=color, label=name, mfc="none" if ls == "--" else color,
+                    alpha=0.6 if lw > 2 else 1.0)
     for letter, ax, k in zip("ab", axes[0], ("CA", "ASR")):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         percent_axis(ax, k)
@@ -149,6 +150,9 @@ def pipd_fig05(records, scale):
         ax.legend()
     title(fig, "PIPD Fig. 5", "ABL's unlearning vs PIPD's selective training, from the same isolation, against BadNets")
     s, u = records["selective training"], records["unlearning"]
+    for ax, k in zip(axes[0], ("acc", "asr")):
+        if [m[k] for m in s.metrics if m.get("phase") == "training"] == [m[k] for m in u.metrics if m.get("phase") == "training"]:
+            ax.text(0.5, 0.5, "the two curves coincide", transform=ax.transAxes, ha="center", color="0.3")
     before = [m for m in s.metrics if m.get("phase") == "pre_isolation"][-1]
     number = f"final CA/ASR: selective {pct(final(s, 'acc'))}/{pct(final(s, 'asr'))}, unlearning {pct(final(u, 'acc'))}/{pct(final(u, 'asr'))}"
     return Drawn(fig, number, {"selective": {"acc": final(s, "acc"), "asr": final(s, "asr")}, "unlearning": {"acc": final(u, "acc"), "asr": final(u, "asr")},

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ..style import attack_name
-from .common import LOW_ASR, attacks, check, data_note, pct, run
+from .common import LOW_ASR, NOISE, attacks, check, data_note, pct, run, same_data
 from .registry import Drawn, register
 
 # 002 Table 2, CIFAR-10 (ACC, ASR in %): the paper's own numbers, printed beside ours
@@ -53,7 +53,13 @@ def _rate(a: str) -> dict:
 
 
 def _t2_needs(scale: str) -> dict:
-    return {f"{d} | {a}": run(d, a, **_rate(a)) for a in attacks(scale, TABLE_ATTACKS) for d in ("none", "abl", "pipd", "dbd", "asd")}
+    out = {f"{d} | {a}": run(d, a, **_rate(a)) for a in attacks(scale, TABLE_ATTACKS) for d in ("none", "abl", "pipd", "dbd", "asd")}
+    return {**out, **_same_images(scale, attacks(scale, TABLE_ATTACKS))}
+
+
+def _same_images(scale: str, attack_list) -> dict:
+    """No defense on ASD's (and DBD's) training images: what an accuracy cost is measured against, like with like."""
+    return {f"none on ASD's images | {a}": run("none", a, **same_data(scale, "asd"), **_rate(a)) for a in attack_list}
 
 
 def _acc_asr(records: dict, defense: str, al) -> dict:
@@ -64,7 +70,7 @@ ACC_COST = 0.03  # "at high ACC": within 3 points of no defense
 
 
 def verdict_table2(v: dict) -> list:
-    return [check(f"{attack_name(a)}: ASD's ASR is low (under 5 %) at an ACC within 3 points of no defense",
+    return [check(f"{attack_name(a)}: ASD's ASR is low (under 5 %) at an ACC within 3 points of no defense on the same images",
                   x["asr"] < LOW_ASR and x["acc"] >= v["none"][a]["acc"] - ACC_COST,
                   f"ASD {pct(x['acc'])} / {pct(x['asr'])}, no defense {pct(v['none'][a]['acc'])} / {pct(v['none'][a]['asr'])}")
             for a, x in v["asd"].items()]
@@ -78,7 +84,7 @@ def asd_table2(records, scale):
     lines = _beside_paper(records, scale, {d: NAMES[d] for d in ("none", "abl", "pipd", "dbd", "asd")}, ASD_TABLE2, corner="defense")
     asd = [records[f"asd | {a}"].summary for a in al]
     number = f"ASD: ACC {pct(min(s['acc'] for s in asd))}-{pct(max(s['acc'] for s in asd))}, ASR {pct(min(s['asr'] for s in asd))}-{pct(max(s['asr'] for s in asd))}"
-    return Drawn(None, number, {"markdown": lines, "asd": _acc_asr(records, "asd", al), "none": _acc_asr(records, "none", al)})
+    return Drawn(None, number, {"markdown": lines, "asd": _acc_asr(records, "asd", al), "none": _acc_asr(records, "none on ASD's images", al)})
 
 
 def verdict_table3(v: dict) -> list:
@@ -118,8 +124,8 @@ PIPD_TABLE2 = {"abl": {"badnets": (94.76, 0.68), "blend": (87.68, 0.64)}, "dbd":
 
 def verdict_ptable2(v: dict) -> list:
     t = v["table"]
-    return [check(f"{attack_name(a)}: PIPD has the highest TPR and the lowest FPR", t["pipd"][a]["tpr"] >= max(t[d][a]["tpr"] for d in t) - 1e-9
-                  and t["pipd"][a]["fpr"] <= min(t[d][a]["fpr"] for d in t) + 1e-9,
+    return [check(f"{attack_name(a)}: PIPD has the highest TPR and the lowest FPR (within a point of the best: one seed)",
+                  t["pipd"][a]["tpr"] >= max(t[d][a]["tpr"] for d in t) - NOISE and t["pipd"][a]["fpr"] <= min(t[d][a]["fpr"] for d in t) + NOISE,
                   ", ".join(f"{NAMES[d]} {pct(t[d][a]['tpr'])} / {pct(t[d][a]['fpr'])}" for d in t)) for a in t["pipd"]]
 
 
@@ -189,20 +195,25 @@ def pipd_table4(records, scale):
     return Drawn(None, number, {"markdown": lines, "asr": asr})
 
 
+def _t1_attacks(scale: str) -> tuple[str, ...]:
+    return ("badnets",) if scale == "smoke" else ("badnets", "blend", "wanet")
+
+
 DBD_TABLE1 = {"none": {"badnets": (94.92, 100), "blend": (94.14, 98.25), "wanet": (94.29, 98.64)},
               "dbd": {"badnets": (92.41, 0.96), "blend": (92.18, 1.73), "wanet": (91.20, 0.39)}}
 
 
 def verdict_dtable1(v: dict) -> list:
-    return [check(f"{attack_name(a)}: DBD's ASR is under 2 % at a BA within 3 points of no defense", x["asr"] < 0.02 and x["acc"] >= v["none"][a]["acc"] - ACC_COST,
+    return [check(f"{attack_name(a)}: DBD's ASR is under 2 % at a BA within 3 points of no defense on the same images",
+                  x["asr"] < 0.02 and x["acc"] >= v["none"][a]["acc"] - ACC_COST,
                   f"DBD {pct(x['acc'])} / {pct(x['asr'])}, no defense {pct(v['none'][a]['acc'])}") for a, x in v["dbd"].items()]
 
 
 @register("dbd_table1", caption="DBD against BadNets, Blended and WaNet", kind="table", verdict=verdict_dtable1,
-          needs=lambda s: {f"{d} | {a}": run(d, a) for a in (("badnets",) if s == "smoke" else ("badnets", "blend", "wanet")) for d in ("none", "dbd")},
+          needs=lambda s: {**{f"{d} | {a}": run(d, a) for a in _t1_attacks(s) for d in ("none", "dbd")}, **_same_images(s, _t1_attacks(s))},
           claim="ASR below 2 % against every attack, BA within 2-3 points of no defense (CIFAR-10)")
 def dbd_table1(records, scale):
     al = list(dict.fromkeys(k.split(" | ")[1] for k in records))
     lines = _beside_paper(records, scale, {d: NAMES[d] for d in ("none", "dbd")}, DBD_TABLE1, corner="defense", heading="BA / ASR")
     number = "DBD: " + ", ".join(f"{a} {pct(records[f'dbd | {a}'].summary['acc'])} / {pct(records[f'dbd | {a}'].summary['asr'])}" for a in al)
-    return Drawn(None, number, {"markdown": lines, "dbd": _acc_asr(records, "dbd", al), "none": _acc_asr(records, "none", al)})
+    return Drawn(None, number, {"markdown": lines, "dbd": _acc_asr(records, "dbd", al), "none": _acc_asr(records, "none on ASD's images", al)})
