@@ -88,7 +88,7 @@ def _table(name: str, rows: list[dict]) -> list[str]:
         lines.append(f"| {attack_name(attack)} | {100 * float(rate):g} % | {defense_name(defense)} | {_seeds(rs)} "
                      f"| {_spread([_num(r['acc']) for r in rs])} | {_spread([_num(r['asr']) for r in rs])}{_flag(rs)} "
                      f"| {_spread([_num(r['der']) for r in rs], pct=False)} | {iso} | {_spread([_num(r['auroc']) for r in rs], pct=False)} "
-                     f"| {low['lowest_class'] or '—'} {_spread([_num(low['lowest_class_acc'])])} | {_spread([_num(r['minutes']) for r in rs], pct=False)} |")
+                     f"| {low['lowest_class'] or '—'} {_spread([_num(low['lowest_class_acc'])])} % | {_spread([_num(r['minutes']) for r in rs], pct=False)} |")
     return lines
 
 
@@ -137,8 +137,8 @@ def headline(rows: list[dict[str, str]]) -> str:
             cells.append("—" if not g else f"{_spread([_num(r['acc']) for r in g])} / {_spread([_num(r['asr']) for r in g])}{'†' if _flag(g) else ''} "
                                            f"({len(g)} seed{'s' * (len(g) > 1)})")
         lines.append(f"| {defense_name(d)} | " + " | ".join(cells) + " |")
-    lines += ["", f"Classroom scale, medians (range) over seeds; † a seed's ASR means nothing ([results/classroom.md](results/classroom.md) says why). "
-                  f"Machines: {_machines(rs)}."]
+    lines += ["", "Classroom scale, medians (range) over seeds; † a seed's ASR means nothing. [results/classroom.md](results/classroom.md) "
+                  "says why, with every other column and the machines the runs were measured on."]
     return "\n".join(lines)
 
 
