@@ -304,7 +304,7 @@ def _sweep(records: dict, paper_figure: str, text: str, xlabel: str, values: dic
     bars(ax, labels, {"ACC": [r.summary["acc"] for r in records.values()], "ASR": [r.summary["asr"] for r in records.values()]},
          ylabel="%", colors=shades("dbd", 2), hatched=hatched)
     ax.set_xlabel(xlabel)
-    ax.legend(loc="center right", title="hatched: ASR means little" if any(hatched["ASR"]) else None)
+    ax.legend(loc="upper left", ncol=2, title="hatched: ASR means little" if any(hatched["ASR"]) else None)
     title(fig, paper_figure, text)
     t = {k: {"acc": r.summary["acc"], "asr": r.summary["asr"], "value": values[k]} for k, r in records.items()}
     number = "ACC/ASR " + ", ".join(f"{k} {pct(v['acc'])}/{pct(v['asr'])}" for k, v in t.items())

@@ -104,8 +104,11 @@ def pipd_fig04(records, scale):
         for ax, k in zip(axes[0], ("fpr", "tpr")):
             ax.plot(t, [100 * x for x in per[a][k]], marker=ATTACK_MARKERS.get(a, "o"), color=DEFENSE_COLORS["pipd"],
                     ls="-" if a == "badnets" else "--", label=attack_name(a))
-            for x, y in zip(t, per[a][k]):
-                ax.annotate(f"{100 * y:.1f}", (x, 100 * y), xytext=(3, 3), textcoords="offset points")
+            i = list(records).index(a)  # the first and last round's value, one attack above the other, inside the axes
+            for x, y in ((t[0], per[a][k][0]), (t[-1], per[a][k][-1])):
+                dy = (4 + 11 * i) * (-1 if 100 * y > 85 else 1) - (8 if 100 * y > 85 else 0)
+                ax.annotate(f"{attack_name(a)} {100 * y:.1f}", (x, 100 * y), xytext=(3, dy), textcoords="offset points",
+                            fontsize=8, color="0.25")
     for letter, ax, k in zip("ab", axes[0], ("FPR", "TPR")):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         percent_axis(ax, k)
