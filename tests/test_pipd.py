@@ -76,11 +76,15 @@ def test_each_round_is_recorded_and_the_benign_pool_only_grows(pipd_run):
     _, _, rec = pipd_run
     rounds = [e for e, m in enumerate(rec.metrics) if m["phase"] == "isolation"]
     assert [rec.metrics[e]["round"] for e in rounds] == list(range(1, 9))
+    p_b_before = None
     for e in rounds:
         scores, pool, cut = rec.epoch_array("pipd_score", e), rec.epoch_array("clean_pool", e), rec.metrics[e]["jenks_break"]
-        assert scores[pool].max() <= scores[~pool].min()  # the high natural class is isolated (scores kept as float16)
-        assert scores[pool].max() <= cut * 1.001 + 1e-3
-        assert rec.metrics[e]["isolated"] == int((~pool).sum())
+        assert scores[~pool].min() >= cut * 0.999 - 1e-3  # only the high natural class is isolated (scores kept as float16)
+        assert rec.metrics[e]["isolated"] == int((~pool).sum()) <= rec.metrics[e]["high"]
+        if p_b_before is not None:  # the authors' output: the high class less this round's P_b
+            assert not (~pool & p_b_before).any()
+            assert not (pool & ~p_b_before & (scores.float() > cut * 1.001 + 1e-3)).any()
+        p_b_before = rec.epoch_array("p_b", e)
         for layer in ("layer2.conv", "layer3.res.0"):
             assert len(rec.epoch_array(f"channels/{layer}", e)) >= 1
     p_b = [rec.epoch_array("p_b", e) for e in rounds]
@@ -108,7 +112,8 @@ def small_pipd(fmnist_dir, tmp_path_factory, one_thread):
     out = {}
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("ASDKIT_DATA", str(fmnist_dir))
-        for name, extra in {"plain": {}, "faults": {"defense.fault_ratio": 0.6}, "last": {"defense.layers": 1}}.items():
+        for name, extra in {"plain": {}, "faults": {"defense.fault_ratio": 0.6}, "last": {"defense.layers": 1},
+                            "high": {"defense.output": "high"}}.items():
             summary = asdkit.run(make_config("smoke", defense="pipd", overrides={**base, **extra}), quiet=True, root=root)
             out[name] = Record.load(summary["record"])
     return out
@@ -141,3 +146,14 @@ def test_layers_keeps_only_the_last_channel_layers(small_pipd):
 def test_bad_layers_are_refused_before_training(runs_env):
     with pytest.raises(ValueError, match=r"'layers' option of pipd must be an int in \[0, 4\].*Got 9"):
         Run(make_config("smoke", defense="pipd", overrides={"train_size": 600, "defense.layers": 9}), quiet=True)
+
+
+def test_the_authors_output_leaves_out_the_rounds_p_b_and_eq_8s_keeps_the_whole_high_class(small_pipd):
+    """The authors' code reports the high natural class less P_b; output=high isolates all of it; both grow P_b alike (Eq. 9)."""
+    plain, high = small_pipd["plain"], small_pipd["high"]
+    e = plain.metric("phase").index("isolation")
+    assert torch.equal(plain.epoch_array("pipd_score", e), high.epoch_array("pipd_score", e))
+    assert torch.equal(plain.epoch_array("p_b", e), high.epoch_array("p_b", e))
+    whole, reported, p_b = ~high.epoch_array("clean_pool", e), ~plain.epoch_array("clean_pool", e), plain.epoch_array("p_b", e)
+    assert high.metrics[e]["isolated"] == high.metrics[e]["high"] == int(whole.sum())
+    assert torch.equal(reported, whole & ~p_b) and bool((whole & p_b).any())  # P_b members were in the high class, and are left out

@@ -81,7 +81,10 @@ def test_a_build_writes_a_row_per_run_with_der_against_its_reference(smoke_resul
         assert len(ref.arrays["is_poison"]) == int(r["train_size"]) != int(none[0]["train_size"])
         assert float(r["der"]) == pytest.approx(results.der(float(r["acc"]), float(r["asr"]), ref.summary["acc"], ref.summary["asr"]))
         assert r["tpr"] and r["fpr"] and 0.0 <= float(r["auroc"]) <= 1.0 and r["machine"] and r["threads"] == "1"
-    assert all(r["der"] == "" and r["reference"] == "" for r in none)
+        rec = Record.load(run_folder(c, out.parent / "runs") / "record.pt")
+        p_p = rec.epoch_array("p_p", rec.logged_epochs("p_p")[0])
+        assert float(r["p_p_poison"]) == pytest.approx(float(rec.arrays["is_poison"][p_p].float().mean()))
+    assert all(r["der"] == "" and r["reference"] == "" and r["p_p_poison"] == "" for r in none)
 
 
 def test_the_pages_are_rendered_from_the_csv_alone_byte_for_byte(smoke_results):
@@ -110,6 +113,37 @@ def test_a_seed_whose_asr_means_nothing_is_flagged_with_why():
     assert "† (seed 1: the target class itself is at 12% test accuracy)" in page
     assert "| 80.0 | 1.0 (0.0-2.0) †" in page
     assert with_headline("no markers here", [base]) == "no markers here"
+
+
+def _asd(seed, acc, asr, low, ref_acc=0.9, scale="lab", attack="badnets"):
+    return {**{k: "" for k in COLUMNS}, "set": "lab", "scale": scale, "attack": attack, "rate": "0.1", "defense": "asd", "seed": str(seed),
+            "dataset": "/somewhere/gtsrb-mini.npz", "acc": str(acc), "asr": str(asr), "asr_meaningful": "true", "lowest_class": "Stop",
+            "lowest_class_acc": str(low), "reference_acc": str(ref_acc), "minutes": "1.0"}
+
+
+@pytest.mark.parametrize("rows, holds, crossed", [
+    ([_asd(0, 0.88, 0.01, 0.6), _asd(1, 0.87, 0.02, 0.7), _asd(2, 0.80, 0.03, 0.55)], True, ""),  # the median is 2 points under
+    ([_asd(0, 0.86, 0.01, 0.6), _asd(1, 0.85, 0.02, 0.7), _asd(2, 0.89, 0.03, 0.55)], False, "ACC"),  # 4 points under
+    ([_asd(0, 0.88, 0.01, 0.6), _asd(1, 0.88, 0.05, 0.7), _asd(2, 0.88, 0.04, 0.55)], False, "ASR"),
+    ([_asd(0, 0.88, 0.01, 0.6), _asd(1, 0.88, 0.01, 0.7), _asd(2, 0.88, 0.01, 0.45)], False, "lowest class"),
+])
+def test_asds_accuracy_claim_is_judged_against_the_reference_on_the_same_images(rows, holds, crossed):
+    from asdkit.results.pages import asd_claim
+
+    lines = [line for line in asd_claim(rows) if line.startswith("- ")]
+    assert len(lines) == 1 and ("**holds**" in lines[0]) == holds
+    failed = [part.strip() for part in lines[0].split(":", 2)[2].split(";") if "✗" in part]
+    assert [part.split()[0] for part in failed] == ([] if holds else [crossed.split()[0]])
+    assert "(seed 2)" in lines[0] and "3 seeds" in lines[0]
+
+
+def test_a_set_over_two_scales_has_a_scale_column_and_names_its_data_once():
+    rows = [_asd(0, 0.88, 0.01, 0.6, scale="classroom"), _asd(0, 0.85, 0.01, 0.6, scale="lab")]
+    page = render(rows)["lab.md"]
+    assert "| scale | attack |" in page and "| classroom | BadNets |" in page and "| lab | BadNets |" in page
+    assert page.index("| classroom | BadNets |") < page.index("| lab | BadNets |")
+    assert page.count("a GTSRB subset (gtsrb-mini.npz)") == 1
+    assert "poison in P_p" not in page and "poison in P_p" in render([{**rows[0], "p_p_poison": "0.5"}])["lab.md"]
 
 
 def test_the_committed_results_are_rendered_from_the_committed_csv():

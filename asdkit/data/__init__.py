@@ -1,5 +1,5 @@
 """Data sets as in-memory tensors: loaders, subsets, seed samples."""
-from .loaders import DATASETS, DataUnavailableError, class_names, data_dir, describe, load
+from .loaders import DATASETS, SHARED_SUBSETS, DataUnavailableError, class_names, data_dir, describe, display_name, load, shared_subset
 from .sampling import seed_samples, stratified_subset
 from .types import DataSplits, ImageSet
 
@@ -11,7 +11,10 @@ __all__ = [
     "ImageSet",
     "data_dir",
     "describe",
+    "display_name",
     "load",
     "seed_samples",
+    "SHARED_SUBSETS",
+    "shared_subset",
     "stratified_subset",
 ]

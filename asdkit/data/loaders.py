@@ -84,6 +84,30 @@ def data_dir() -> Path:
     return (Path(env).expanduser() if env else Path("data")).absolute()
 
 
+def display_name(dataset: str) -> str:
+    """A data set as a reader names it: a named one by its title; the shared subsets as subsets of CIFAR-10 and GTSRB; a file by its stem."""
+    stem = Path(str(dataset)).stem
+    key = _ALIASES.get(stem.lower().replace("-", "").replace("_", ""), stem)
+    if key in _SPECS:
+        return _SPECS[key].title
+    return {"cifar10-mini": "a CIFAR-10 subset", "gtsrb-mini": "a GTSRB subset"}.get(stem, stem)
+
+
+SHARED_SUBSETS = ("gtsrb-mini.npz", "cifar10-mini.npz")
+
+
+def shared_subset(file: str) -> Path:
+    """A shared subset (``gtsrb-mini.npz``, ``cifar10-mini.npz``): in ``$ASDKIT_SHARED_DATA``, else ``../shared/data`` beside the package's repository."""
+    if file not in SHARED_SUBSETS:
+        raise ValueError(f"The shared subset must be one of {list(SHARED_SUBSETS)}. Got {file!r} instead.")
+    env = os.environ.get("ASDKIT_SHARED_DATA", "").strip()
+    folder = Path(env).expanduser() if env else Path(__file__).resolve().parents[3] / "shared" / "data"
+    path = folder / file
+    if not path.is_file():
+        raise DataUnavailableError(f"The shared subset {file} is not in {folder}; set ASDKIT_SHARED_DATA to the folder that holds it.")
+    return path.absolute()
+
+
 # ---------------------------------------------------------------------------- where files are
 
 

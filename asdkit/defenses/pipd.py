@@ -4,15 +4,18 @@
                     P_p ← the p lowest-loss samples, P_b ← the q highest-loss samples
     isolation:      T rounds (003 Eq. 9), each a one-step isolation with the pre-isolation model:
                     channels of largest discrepancy between P_p and P_b (Eq. 4-6), sample scores (Eq. 7),
-                    two natural classes of the scores (Eq. 8): D̂_p high, D̂_b low;  P_b ← P_b ∪ D̂_b
+                    two natural classes of the scores (Eq. 8): D̂_p high (less P_b, as the authors' code reports it),
+                    D̂_b the rest;  P_b ← P_b ∪ (the low class)
     training:       selective training (Eq. 10): CE descent on D̂_b; on D̂_p gradient ascent (−λ·CE) only
                     for the samples the model still maps to their observed label; or ABL's unlearning
 
 The printed Eq. 10 swaps the two sets' subscripts; the text around it is implemented. The
-authors' code never retrains between rounds either (the same model every round) but grows
-P_b with the *complement* of the previous flags, so its isolated set can only shrink; the
-paper's Eq. 9 is implemented here. Each round's isolated set, chosen channels, their
-discrepancies, the scores and the break are in the record.
+authors' code never retrains between rounds either (the same model every round); it grows P_b
+with the complement of the previous round's output, which is Eq. 9 written another way, and
+reports the high class less the round's P_b (``output="high-minus-pb"``, the default), so a
+sample once taken as benign is never isolated again; ``output="high"`` isolates the whole high
+class. Each round's isolated set, chosen channels, their discrepancies, the scores and the break
+are in the record.
 """
 from __future__ import annotations
 
@@ -41,6 +44,8 @@ OPTIONS = (
     integer("layers", 0, low=0, doc="0: every channel layer; K: only the last K (the authors' SIG driver: 1, Refool: 3)"),
     choice("pooling", "max", ("max", "mean"), doc="spatial pooling of a channel (the authors' code: max)"),
     choice("breaks", "jenks", ("jenks", "exact"), doc="natural breaks by jenkspy, or the exact sort-and-prefix-sum split"),
+    choice("output", "high-minus-pb", ("high-minus-pb", "high"),
+           doc="D̂_p of a round: the high natural class less that round's P_b (the authors' code), or the whole high class (Eq. 8)"),
     integer("train_epochs", 20, low=0, scales={"classroom": 2, "lab": 20, "smoke": 2}, doc="epochs of selective training (003: 20)"),
     real("train_lr", 0.01, low=0, closed="neither", scales={"classroom": 1e-3, "smoke": 1e-3},
          doc="lr of the selective training (the run's optimiser, constant; 003 does not print it)"),
@@ -99,12 +104,14 @@ def plan_pipd(ctx) -> list[Phase]:
     def isolation_round(ctx, t: int) -> dict[str, Any]:
         s = ctx.state
         scores, chosen, disc = discrepancy_scores(channel_features(ctx), s["p_p"], s["p_b"], beta=o.beta, fraction=o.top_fraction)
-        benign, cut = natural_breaks_split(scores, method=o.breaks)
+        low, cut = natural_breaks_split(scores, method=o.breaks)
+        benign = low | s["p_b"] if o.output == "high-minus-pb" else low  # D̂_p = high class \ P_b^t (the authors' code)
         s["benign"] = benign
-        s["p_b"] = s["p_b"] | benign  # Eq. 9: P_b grows by this round's benign output; P_p stays
+        s["p_b"] = s["p_b"] | low  # Eq. 9: P_b grows by this round's low class; P_p stays
         ctx.log_pool(benign)
         ctx.log(arrays={"pipd_score": scores, "p_p": s["p_p"].clone(), "p_b": s["p_b"].clone(), **{f"channels/{k}": v for k, v in chosen.items()},
-                        **{f"discrepancy/{k}": v for k, v in disc.items()}}, round=t + 1, jenks_break=cut, isolated=int((~benign).sum()))
+                        **{f"discrepancy/{k}": v for k, v in disc.items()}}, round=t + 1, jenks_break=cut, high=int((~low).sum()),
+                isolated=int((~benign).sum()))
         return {}
 
     def training(ctx, epoch: int) -> dict[str, Any]:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..data import display_name
 from ..style import attack_name, panel, shades
 from .common import LOW_ASR, bars, caveat, check, data_note, figure, pct, run, same_data, title, truth
 from .registry import Drawn, register
@@ -156,12 +157,6 @@ def _grid_needs(scale: str, dataset: str | None = None) -> dict:
             for a in GRID_ATTACKS if ATTACKS[a].prepared is not None}
 
 
-def _display_name(dataset: str) -> str:
-    """A data set as a reader names it: the shared subsets ``cifar10-mini.npz`` and ``gtsrb-mini.npz`` are subsets of CIFAR-10 and GTSRB."""
-    stem = Path(dataset).stem
-    return {"cifar10-mini": "a CIFAR-10 subset", "gtsrb-mini": "a GTSRB subset", "cifar10": "CIFAR-10", "gtsrb": "GTSRB"}.get(stem, stem)
-
-
 def _reflections() -> str:
     """Refool's reflection images: CIFAR-10 if present, else the shared subset (the attack checks it before any work)."""
     try:
@@ -262,7 +257,7 @@ def _root(records: dict):
           reduced="the attacks that need no build (the prepared ones are built against a clean twin of the run's own data)")
 def dbd_fig05(records, scale):
     ds = _second_dataset()
-    return _draw_grid(_grid_configs(scale, ds), f"poisoned images of {_display_name(ds)} (the paper: VGGFace2; bottom row: the top "
+    return _draw_grid(_grid_configs(scale, ds), f"poisoned images of {display_name(ds)} (the paper: VGGFace2; bottom row: the top "
                       "image's residual, magnified)", "DBD Fig. 5")
 
 

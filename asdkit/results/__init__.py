@@ -38,7 +38,8 @@ def _load(config, root: Path):
 
 
 def build(names=None, *, root: Path | None = None, out: Path | str = "results", readme: Path | str | None = "README.md") -> dict:
-    """Read every finished record of the named sets into ``out/results.csv`` (rows of runs whose records are gone are kept), render."""
+    """Read every finished record of the named sets into ``out/results.csv`` (rows of runs whose records are gone are kept, in this
+    asdkit's columns), render."""
     root = Path(root or runs_dir())
     out = Path(out)
     chosen = select(names)
@@ -50,7 +51,7 @@ def build(names=None, *, root: Path | None = None, out: Path | str = "results", 
             if rec is not None:
                 r = row(name, c, rec, _load(ref, root) if ref is not None else None)
                 fresh[(name, r["run"])] = r
-    kept = [r for r in read_csv(out / CSV) if (r["set"], r["run"]) not in fresh and r["run"] in declared.get(r["set"], ())]
+    kept = [r for r in read_csv(out / CSV, strict=False) if (r["set"], r["run"]) not in fresh and r["run"] in declared.get(r["set"], ())]
     rows = kept + list(fresh.values())
     out.mkdir(parents=True, exist_ok=True)
     save_atomic_text(write_csv_text(rows), out / CSV)

@@ -7,26 +7,34 @@ import io
 import statistics
 from pathlib import Path
 
+from ..config import SCALES
+from ..data import display_name
 from ..style import attack_name, defense_name
 from .rows import COLUMNS
 from .sets import SETS
 
-__all__ = ["read_csv", "write_csv_text", "render", "headline", "README_MARKERS", "with_headline"]
+__all__ = ["read_csv", "write_csv_text", "render", "headline", "README_MARKERS", "with_headline", "asd_claim"]
 
 README_MARKERS = ("<!-- results:headline:start -->", "<!-- results:headline:end -->")
 HEADLINE_ATTACKS = ("badnets", "blend", "wanet", "clb")
+# ASD's accuracy claim (002 §5.2, Table 1: the backdoor removed at little cost in accuracy), judged on every table that has both runs
+ASD_CLAIM = {"acc_drop": 0.03, "asr": 0.03, "lowest_class": 0.5}
 
 
-def read_csv(path: Path) -> list[dict[str, str]]:
-    """The rows of ``results.csv`` (empty when it does not exist)."""
+def read_csv(path: Path, *, strict: bool = True) -> list[dict[str, str]]:
+    """The rows of ``results.csv`` (empty when it does not exist); ``strict=False`` reads another asdkit's columns, the missing empty."""
     path = Path(path)
     if not path.exists():
         return []
     with path.open(newline="") as f:
         rows = list(csv.DictReader(f))
+    if rows and not strict:
+        return [{c: r.get(c) or "" for c in COLUMNS} for r in rows]
     if rows and list(rows[0]) != list(COLUMNS):
-        raise ValueError(f"{path} has the columns {list(rows[0])[:5]}...; this asdkit writes {list(COLUMNS)[:5]}...: "
-                         "run `asdkit results` to rebuild it from the records.")
+        have = list(rows[0])
+        lacks, extra = [c for c in COLUMNS if c not in have], [c for c in have if c not in COLUMNS]
+        raise ValueError(f"{path} was written by another asdkit: it lacks the columns {lacks} and has {extra} besides "
+                         f"(or their order differs); run `asdkit results --no-train` to rebuild it from the records.")
     return rows
 
 
@@ -65,12 +73,13 @@ def _machines(rows) -> str:
     return "; ".join(named) or "not recorded"
 
 
-def _groups(rows) -> dict[tuple[str, str, str], list[dict]]:
-    """Rows by (attack, rate, defense), in a stable order: attacks as declared, no defense first."""
-    out: dict[tuple[str, str, str], list[dict]] = {}
+def _groups(rows) -> dict[tuple[str, str, str, str], list[dict]]:
+    """Rows by (scale, attack, rate, defense), in a stable order: scales small to large, attacks by name, no defense first."""
+    out: dict[tuple[str, str, str, str], list[dict]] = {}
     for r in rows:
-        out.setdefault((r["attack"], r["rate"], r["defense"]), []).append(r)
-    return dict(sorted(out.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2] != "none", kv[0][2])))
+        out.setdefault((r["scale"], r["attack"], r["rate"], r["defense"]), []).append(r)
+    rank = {s: i for i, s in enumerate(SCALES)}
+    return dict(sorted(out.items(), key=lambda kv: (rank.get(kv[0][0], len(rank)), kv[0][1], kv[0][2], kv[0][3] != "none", kv[0][3])))
 
 
 def _flag(rows) -> str:
@@ -80,28 +89,57 @@ def _flag(rows) -> str:
 
 
 def _table(name: str, rows: list[dict]) -> list[str]:
-    lines = ["| attack | rate | defense | seeds | ACC % | ASR % | DER | TPR / FPR % | AUROC | lowest class | minutes |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
-    for (attack, rate, defense), rs in _groups(rows).items():
+    scales = len({r["scale"] for r in rows}) > 1
+    p_p = any(r["p_p_poison"] for r in rows)
+    lines = ["| " + ("scale | " if scales else "") + "attack | rate | defense | seeds | ACC % | ASR % | DER | TPR / FPR % | AUROC | "
+             + ("poison in P_p % | " if p_p else "") + "lowest class | minutes |"]
+    lines.append("|" + " --- |" * (lines[0].count("|") - 1))
+    for (scale, attack, rate, defense), rs in _groups(rows).items():
         low = min(rs, key=lambda r: _num(r["lowest_class_acc"]) if r["lowest_class_acc"] else 1.0)
         iso = "—" if not any(r["tpr"] for r in rs) else f"{_spread([_num(r['tpr']) for r in rs])} / {_spread([_num(r['fpr']) for r in rs])}"
-        lines.append(f"| {attack_name(attack)} | {100 * float(rate):g} % | {defense_name(defense)} | {_seeds(rs)} "
+        lines.append("| " + (f"{scale} | " if scales else "") + f"{attack_name(attack)} | {100 * float(rate):g} % | {defense_name(defense)} | {_seeds(rs)} "
                      f"| {_spread([_num(r['acc']) for r in rs])} | {_spread([_num(r['asr']) for r in rs])}{_flag(rs)} "
                      f"| {_spread([_num(r['der']) for r in rs], pct=False)} | {iso} | {_spread([_num(r['auroc']) for r in rs], pct=False)} "
-                     f"| {low['lowest_class'] or '—'} {_spread([_num(low['lowest_class_acc'])])} % | {_spread([_num(r['minutes']) for r in rs], pct=False)} |")
+                     + (f"| {_spread([_num(r['p_p_poison']) for r in rs])} " if p_p else "")
+                     + f"| {low['lowest_class'] or '—'} {_spread([_num(low['lowest_class_acc'])])} % | {_spread([_num(r['minutes']) for r in rs], pct=False)} |")
     return lines
+
+
+def asd_claim(rows: list[dict]) -> list[str]:
+    """ASD's accuracy claim judged per (scale, attack): median ACC within 3 points of no defense's on the same images (the rows'
+    references), median ASR ≤ 3 %, no class of any seed below 50 %."""
+    out = []
+    for (scale, attack, rate, defense), rs in _groups(rows).items():
+        if defense != "asd" or not all(r["reference_acc"] for r in rs):
+            continue
+        acc, ref = statistics.median(float(r["acc"]) for r in rs), statistics.median(float(r["reference_acc"]) for r in rs)
+        asr = statistics.median(float(r["asr"]) for r in rs)
+        low = min(rs, key=lambda r: float(r["lowest_class_acc"] or 1.0))
+        checks = [(ref - acc <= ASD_CLAIM["acc_drop"] + 1e-9, f"ACC {100 * acc:.1f} % against no defense's {100 * ref:.1f} % ({100 * (acc - ref):+.1f} points)"),
+                  (asr <= ASD_CLAIM["asr"] + 1e-9, f"ASR {100 * asr:.1f} %"),
+                  (float(low["lowest_class_acc"] or 1.0) >= ASD_CLAIM["lowest_class"],
+                   f"lowest class {low['lowest_class']} {100 * float(low['lowest_class_acc'] or 1.0):.1f} % (seed {low['seed']})")]
+        verdict = "**holds**" if all(ok for ok, _ in checks) else "**does not hold**"
+        out.append(f"- {scale}, {attack_name(attack)} {100 * float(rate):g} %, {len(rs)} seed{'s' * (len(rs) > 1)}: {verdict}: "
+                   + "; ".join(f"{text} {'✓' if ok else '✗'}" for ok, text in checks) + ".")
+    if out:
+        out = ["", "ASD's accuracy claim (002 §5.2: the backdoor removed at little cost in accuracy), judged here as median ACC at most "
+               f"{100 * ASD_CLAIM['acc_drop']:g} points under no defense on the same images, median ASR ≤ {100 * ASD_CLAIM['asr']:g} % and no class "
+               f"of any seed under {100 * ASD_CLAIM['lowest_class']:g} %:", ""] + out
+    return out
 
 
 def _page(name: str, rows: list[dict]) -> str:
     about = SETS[name].about if name in SETS else ""
+    data = ", ".join(sorted({display_name(r["dataset"]) + (f" ({Path(r['dataset']).name})" if Path(r["dataset"]).suffix else "") for r in rows}))
     lines = [f"# Results: {name}", "", f"{about[0].upper() + about[1:]}." if about else "", "",
              f"`asdkit results --set {name}` trains what is missing and rebuilds this page from the records; "
              "`asdkit results --render` rebuilds it from `results.csv` alone.", "",
-             f"{len(rows)} runs. Medians over the seeds, the range in brackets; ACC, ASR, TPR and FPR in %. DER (BackdoorBench): "
+             f"{len(rows)} run{'s' * (len(rows) != 1)} on {data}. Medians over the seeds, the range in brackets; ACC, ASR, TPR and FPR in %. DER (BackdoorBench): "
              "(max(0, ΔASR) − max(0, ΔACC) + 1) / 2 against the no-defense run on the same images (1 best, 0.5 no change). "
              "AUROC: the defense's isolation score as a poison detector. † : a seed's ASR means nothing (why, in brackets).", "",
              f"Machines: {_machines(rows)}. Numbers repeat exactly on one machine, not across CPU models.", ""]
-    return "\n".join(lines + _table(name, rows)) + "\n"
+    return "\n".join(lines + _table(name, rows) + asd_claim(rows)) + "\n"
 
 
 def render(rows: list[dict[str, str]]) -> dict[str, str]:
@@ -125,15 +163,15 @@ def headline(rows: list[dict[str, str]]) -> str:
     """The README's headline table: ACC / ASR medians of every defense against BadNets, Blend, WaNet and CLB at classroom scale."""
     rs = [r for r in rows if r["set"] == "classroom"]
     groups = _groups(rs)
-    attacks = [a for a in HEADLINE_ATTACKS if any(k[0] == a for k in groups)]
+    attacks = [a for a in HEADLINE_ATTACKS if any(k[1] == a for k in groups)]
     if not attacks:
         return "No classroom results yet: `asdkit results --set classroom` computes them."
-    defenses = [d for d in ("none", "abl", "asd", "dbd", "pipd") if any(k[2] == d for k in groups)]
+    defenses = [d for d in ("none", "abl", "asd", "dbd", "pipd") if any(k[3] == d for k in groups)]
     lines = ["| defense | " + " | ".join(f"{attack_name(a)}: ACC / ASR %" for a in attacks) + " |", "| --- |" + " --- |" * len(attacks)]
     for d in defenses:
         cells = []
         for a in attacks:
-            g = [r for k, v in groups.items() if k[0] == a and k[2] == d for r in v]
+            g = [r for k, v in groups.items() if k[1] == a and k[3] == d for r in v]
             cells.append("—" if not g else f"{_spread([_num(r['acc']) for r in g])} / {_spread([_num(r['asr']) for r in g])}{'†' if _flag(g) else ''} "
                                            f"({len(g)} seed{'s' * (len(g) > 1)})")
         lines.append(f"| {defense_name(d)} | " + " | ".join(cells) + " |")

@@ -9,13 +9,13 @@ from ..analysis import asr_caveat
 from ..config import RunConfig
 from ..records import Record
 
-__all__ = ["COLUMNS", "der", "row", "isolation_auroc"]
+__all__ = ["COLUMNS", "der", "row", "isolation_auroc", "p_p_poison"]
 
 CONFIG_COLUMNS = ("defense", "attack", "rate", "target", "label_mode", "dataset", "resolution", "scale", "seed", "train_size",
                   "test_size", "model", "model_args", "precision", "epochs", "budget", "batch_size", "optimizer", "lr", "momentum",
                   "weight_decay", "schedule", "milestones", "pad", "eval_batch_size", "attack_args", "defense_args")
 COLUMNS = ("set", "run", *CONFIG_COLUMNS, "machine", "threads", "acc", "asr", "asr_meaningful", "asr_caveat", "lowest_class",
-           "lowest_class_acc", "tpr", "fpr", "auroc", "minutes", "reference", "reference_acc", "reference_asr", "der")
+           "lowest_class_acc", "tpr", "fpr", "auroc", "p_p_poison", "minutes", "reference", "reference_acc", "reference_asr", "der")
 # the per-sample score each defense sets samples apart by, the one of its last split, and the side the poison is meant to be on
 ISOLATION_SCORE = {"abl": ("lga_loss", -1.0), "asd": ("l1_loss", 1.0), "dbd": ("sce_loss", 1.0), "pipd": ("pipd_score", 1.0)}
 
@@ -42,6 +42,14 @@ def isolation_auroc(record: Record) -> float | None:
     return detection_auroc(sign * score, poison)
 
 
+def p_p_poison(record: Record) -> float | None:
+    """PIPD: the share of P_p, the lowest LGA losses after pre-isolation (003 §3.1), that is poisoned (None for other defenses)."""
+    if "p_p" not in record.epoch_arrays:
+        return None
+    p_p = record.epoch_array("p_p", record.logged_epochs("p_p")[0]).bool()
+    return float(record.arrays["is_poison"].bool()[p_p].float().mean()) if p_p.any() else None
+
+
 def _cell(value: Any) -> str:
     """A CSV cell: numbers as Python writes them, dicts and lists as JSON, None as empty."""
     if value is None:
@@ -64,7 +72,7 @@ def row(set_name: str, config: RunConfig, record: Record, reference: Record | No
                               "threads": threads.split()[0] if threads else "", "acc": s.get("acc"), "asr": s.get("asr"),
                               "asr_meaningful": s.get("asr_meaningful"), "asr_caveat": asr_caveat(s), "lowest_class": s.get("lowest_class"),
                               "lowest_class_acc": s.get("lowest_class_acc"), "tpr": s.get("tpr"), "fpr": s.get("fpr"),
-                              "auroc": isolation_auroc(record), "minutes": round(s.get("seconds", 0.0) / 60.0, 2)}
+                              "auroc": isolation_auroc(record), "p_p_poison": p_p_poison(record), "minutes": round(s.get("seconds", 0.0) / 60.0, 2)}
     if reference is not None:
         r = reference.summary
         values.update(reference=reference.path.parent.name if reference.path else "", reference_acc=r.get("acc"), reference_asr=r.get("asr"),
