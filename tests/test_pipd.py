@@ -154,6 +154,8 @@ def test_the_authors_output_leaves_out_the_rounds_p_b_and_eq_8s_keeps_the_whole_
     e = plain.metric("phase").index("isolation")
     assert torch.equal(plain.epoch_array("pipd_score", e), high.epoch_array("pipd_score", e))
     assert torch.equal(plain.epoch_array("p_b", e), high.epoch_array("p_b", e))
-    whole, reported, p_b = ~high.epoch_array("clean_pool", e), ~plain.epoch_array("clean_pool", e), plain.epoch_array("p_b", e)
+    whole, reported = ~high.epoch_array("clean_pool", e), ~plain.epoch_array("clean_pool", e)
+    p_b = plain.epoch_array("p_b", plain.logged_epochs("p_b")[0])  # P_b^1: the q highest losses after pre-isolation
+    assert plain.logged_epochs("p_b")[0] == e - 1 and int(p_b.sum()) == int(0.2 * len(p_b))
     assert high.metrics[e]["isolated"] == high.metrics[e]["high"] == int(whole.sum())
     assert torch.equal(reported, whole & ~p_b) and bool((whole & p_b).any())  # P_b members were in the high class, and are left out

@@ -99,6 +99,7 @@ def plan_pipd(ctx) -> list[Phase]:
         ctx.log(arrays={"lga_loss": result.per_sample(n)})
         if epoch == ctx.epochs - 1:
             pre_isolate(ctx)
+            ctx.log(arrays={"p_b": ctx.state["p_b"].clone()})  # P_b^1, the q highest losses (each round logs P_b after its update)
         return {"loss": result.loss}
 
     def isolation_round(ctx, t: int) -> dict[str, Any]:

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from . import planner
-from .config import SCALES, make_config
-from .records import Record, finished_record, run_folder
+from .. import planner
+from ..config import SCALES, make_config
+from ..records import Record, finished_record, run_folder
 
-__all__ = ["CourseRun", "COURSE", "scale", "config", "configs", "record", "prepare", "status"]
+__all__ = ["CourseRun", "COURSE", "scale", "setup", "find_upward", "config", "configs", "record", "prepare", "status"]
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,46 @@ def scale(default: str = "classroom") -> str:
     if value not in SCALES:
         raise ValueError(f"ASDKIT_SCALE must be one of {list(SCALES)}; got {value!r}.")
     return value
+
+
+def find_upward(name: str, start: Path | str | None = None) -> Path | None:
+    """The nearest folder called ``name`` in ``start`` (default the working directory) or any folder above it, else None."""
+    here = Path(start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / name).is_dir():
+            return folder / name
+    return None
+
+
+def setup(at: str | None = None, start: Path | str | None = None) -> str:
+    """A notebook's first step: the scale (``at``, else ``$ASDKIT_SCALE``, else classroom) and where records and data are.
+
+    ``$ASDKIT_RUNS`` and ``$ASDKIT_DATA`` win when set; else the nearest ``runs/`` and ``data/`` in the working
+    directory or above it (so a student copy in ``student/`` reads the records ``asdkit course prepare`` made in
+    the repository's ``runs/``); else beside the nearest ``pyproject.toml`` upward (else here), made on first use.
+    Returns the line a notebook prints.
+    """
+    value = at or os.environ.get("ASDKIT_SCALE", "classroom")
+    if value not in SCALES:
+        raise ValueError(f"The course's scale must be one of {list(SCALES)}; got {value!r}.")
+    os.environ["ASDKIT_SCALE"] = value
+    said = []
+    for var, name in (("ASDKIT_RUNS", "runs"), ("ASDKIT_DATA", "data")):
+        if os.environ.get(var, "").strip():
+            said.append(f"{name} in {Path(os.environ[var]).expanduser().resolve()} (${var})")
+            continue
+        found = find_upward(name, start)
+        if found is not None:
+            os.environ[var] = str(found)
+            said.append(f"{name} in {found} (the nearest {name}/ folder upward)")
+        else:  # none yet: beside the project (the nearest folder upward with a pyproject.toml), else here
+            here = Path(start or Path.cwd()).resolve()
+            project = next((f for f in (here, *here.parents) if (f / "pyproject.toml").is_file()), here)
+            os.environ[var] = str(project / name)
+            said.append(f"{name} in {project / name} (none found upward: made on first use)")
+    from .._version import __version__
+
+    return f"asdkit {__version__}; scale {os.environ['ASDKIT_SCALE']}; " + "; ".join(said)
 
 
 def _spec(name: str) -> CourseRun:
