@@ -142,7 +142,7 @@ def stage2_separation(record: Record) -> dict[str, float]:
 
     The figure compares two heads, one *trained* with SCE and one with CE: run DBD with
     ``head_loss=sce`` and ``head_loss=ce`` and call this on each. The CE and SCE of *one*
-    model cannot differ here: with the one-hot label clamped, SCE = α·CE + β·A·(1 − p_y), and
+    model cannot differ here: with the one-hot label clamped, SCE = α·CE − β·A·(1 − p_y) (A = log 1e-4 < 0), and
     both decrease with p_y, so they rank the samples identically (equal AUROC).
     """
     stage2 = record.snapshots.get("stage2")

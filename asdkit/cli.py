@@ -328,10 +328,18 @@ def _cmd_course(args: argparse.Namespace) -> int:
     if args.action == "list":
         from . import planner
 
+        from .records import runs_dir
+
         named = course.configs(at)
+        print(f"{at} scale; records in {runs_dir().resolve()}")
+        total = 0.0
         for (name, cfg), (_, state) in zip(named.items(), planner.status(list(named.values()))):
-            spec = course.COURSE[name]
-            print(f"  {state:<8} {name:<24} notebooks {','.join(spec.notebooks):<10} {spec.about}")
+            spec, est = course.COURSE[name], planner.estimate(cfg) if state != "done" else None
+            total += est or 0.0
+            print(f"  {state:<8} {name:<24} {f'~{est / 60:.1f} min' if est else '':<10} notebooks {','.join(spec.notebooks):<10} {spec.about}")
+        done = sum(s == "done" for _, s in planner.status(list(named.values())))
+        print(f"{len(named)} runs, {done} done" + (f"; the missing ones: ~{total / 60:.0f} min on this machine, one at a time "
+                                                     "(planned work × a per-image cost measured here)" if total else ""))
         return 0
     names = [x.strip() for x in args.only.split(",")] if args.only else None
     if _plan_only(args, list(course.configs(at, names).values())):

@@ -15,7 +15,6 @@ configs; :func:`launch` (or :func:`run` for one config) does the rest:
 from __future__ import annotations
 
 import json
-import statistics
 import sys
 import time
 from dataclasses import dataclass, replace
@@ -216,20 +215,16 @@ PAPER_SECONDS = {"asd": 9990.0, "dbd": 45850.0, "abl": 3200.0, "pipd": 3200.0, "
 
 
 def estimate(config: RunConfig, root: Path | None = None) -> float | None:
-    """Seconds this run would take: the median of finished records of the same defense and scale in the store,
-    else at paper scale 002 Table 3's time (None if neither)."""
-    root = Path(root or runs_dir())
-    seconds = []
-    for path in root.glob(f"{config.defense}-*/record.pt"):
-        try:
-            d = Record.load(path)
-        except (OSError, ValueError):
-            continue
-        if d.status == "done" and d.config.get("scale") == config.scale and d.summary.get("seconds"):
-            seconds.append(float(d.summary["seconds"]))
-    if seconds:
-        return statistics.median(seconds)
-    return PAPER_SECONDS.get(config.defense) if config.scale == "paper" else None
+    """Seconds this run would take here: at paper scale 002 Table 3's GPU time; else its planned work times a per-image cost
+    measured on this machine (:func:`asdkit.costs.estimate_seconds`), None if it cannot be prepared here."""
+    if config.scale == "paper":
+        return PAPER_SECONDS.get(config.defense)
+    from .costs import estimate_seconds
+
+    try:
+        return estimate_seconds(config, root)
+    except (ValueError, OSError, RuntimeError):  # its data or poison is not here yet: the launch's pre-flight says why
+        return None
 
 
 def _duration(seconds: float) -> str:
@@ -247,22 +242,23 @@ def describe(c: RunConfig) -> str:
 
 
 def summary_lines(configs: list[RunConfig], root: Path | None = None) -> list[str]:
-    """The set's table: state, run folder, what the config changes, the estimated seconds here."""
-    lines, counts, total = [], {}, 0.0
-    cache: dict[tuple[str, str], float | None] = {}
-    for c, state in status(configs, root):
+    """The set's table: the scale and the records folder, then each run's state, folder, what its config changes and, when it is
+    not done, its estimated time here; the total of those last."""
+    states = status(configs, root)
+    scales = sorted({c.scale for c in configs})
+    lines = [f"{', '.join(scales) or 'no'} scale; records in {Path(root or runs_dir()).resolve()}"]
+    counts: dict[str, int] = {}
+    total, unknown = 0.0, 0
+    for c, state in states:
         counts[state] = counts.get(state, 0) + 1
-        key = (c.defense, c.scale)
-        if key not in cache:
-            cache[key] = estimate(c, root)
-        est = cache[key]
-        if state != "done" and est:
-            total += est
-        lines.append(f"  {state:<8} {run_folder(c, root).name:<44} {describe(c)}"
-                     + (f"  {_duration(est)}" if est and state != "done" else ""))
-    source = "002 Table 3's GPU times" if configs and configs[0].scale == "paper" else "medians of finished runs here"
+        est = estimate(c, root) if state != "done" else None
+        total += est or 0.0
+        unknown += state != "done" and est is None
+        lines.append(f"  {state:<8} {run_folder(c, root).name:<44} {describe(c)}" + (f"  {_duration(est)}" if est else ""))
+    source = "002 Table 3's GPU times" if configs and configs[0].scale == "paper" else "planned work × a per-image cost measured here"
     lines.append(f"{len(configs)} runs" + (": " if counts else "") + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
-                 + (f"; the ones not done: {total / 3600:.1f} run-hours ({source})" if total else ""))
+                 + (f"; the ones not done: {_duration(total)} in all, one at a time ({source})" if total else "")
+                 + (f"; {unknown} without an estimate" if unknown else ""))
     return lines
 
 
@@ -378,10 +374,15 @@ def _dispatch(stage: list[Job], *, launcher: str, jobs: int, root: Path, options
         from tqdm.auto import tqdm
 
         raw = []
-        for g in tqdm(groups, desc=f"{stage[0].kind}s ({stage[0].config.scale})", unit="group", disable=quiet or len(groups) < 2):
-            raw.append(work_group([j.to_dict() for j in g], str(root), quiet=quiet))
-            if not keep_going and any(r["state"] == "failed" for r in raw[-1]):
-                break
+        show = not quiet and len(groups) > 1
+        cost = [sum((estimate(j.config, root) or 0.0) if j.kind == "run" else 0.0 for j in g) if show else 0.0 for g in groups]
+        with tqdm(total=round(sum(cost)) or len(groups), desc=f"{stage[0].kind}s ({stage[0].config.scale}, estimated s)",
+                  unit="s", disable=not show) as bar:  # the remaining time from each group's estimate, not from a count
+            for g, c in zip(groups, cost):
+                raw.append(work_group([j.to_dict() for j in g], str(root), quiet=quiet))
+                bar.update(round(c) if sum(cost) else 1)
+                if not keep_going and any(r["state"] == "failed" for r in raw[-1]):
+                    break
     elif launcher == "local":
         raw = launchers.local(groups, worker=work_group, root=root, jobs=jobs, quiet=quiet)
     else:

@@ -97,11 +97,11 @@ def drawn_figures(smoke_records):
         forbid_training(mp)
         for key, fig in FIGURES.items():
             if key == "dbd_fig05":
-                from asdkit.figures.dbd import _second_dataset
+                from asdkit.data import DataUnavailableError, second_dataset
 
                 try:
-                    _second_dataset()
-                except FileNotFoundError as exc:
+                    second_dataset()
+                except DataUnavailableError as exc:
                     out[key] = str(exc)
                     continue
             drawn = draw(fig, _stand_ins(fig, recs), "smoke")

@@ -115,6 +115,7 @@ __all__ = [
     "LABEL_MODES",
     "LOCATIONS",
     "PLANNED",
+    "run_overrides",
     "Attack",
     "BadNets",
     "Blend",
@@ -131,3 +132,18 @@ __all__ = [
     "make_attack",
     "poison",
 ]
+
+
+def run_overrides(attack: str) -> dict:
+    """What a run of ``attack`` sets beyond its scale's preset: CLB poisons 25 % of the target class (as the figures and
+    result sets run it); Refool blends reflections from a second data set available offline (CIFAR-10 if present)."""
+    if attack == "clb":
+        return {"rate": 0.25}
+    if attack == "refool":
+        from ..data import DataUnavailableError, second_dataset
+
+        try:
+            return {"attack.reflections": second_dataset()}
+        except DataUnavailableError:
+            return {"attack.reflections": "cifar10"}  # the attack's own check then says how to get it, before any work
+    return {}

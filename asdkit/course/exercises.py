@@ -104,11 +104,8 @@ def _largest_alpha() -> float:
     asd = record("asd-badnets")
     at = asd.metric("stage").index(2) if 2 in asd.metric("stage") else asd.logged_epochs("l1_loss")[-1]
     losses, poison = asd.epoch_array("l1_loss", at), asd.arrays["is_poison"].bool()
-    best = 0.0
-    for a in np.round(np.arange(0.05, 0.951, 0.05), 2):
-        if int((class_agnostic_loss_split(losses, rate=float(a)) & poison).sum()) < 20:
-            best = float(a)
-    return best
+    counts = {a: int((class_agnostic_loss_split(losses, rate=a) & poison).sum()) for a in [round(0.05 * k, 2) for k in range(1, 20)]}
+    return max((a for a, n in counts.items() if n < 20), default=0.0)
 
 
 def _class_names(rec) -> list[str]:

@@ -84,6 +84,23 @@ def data_dir() -> Path:
     return (Path(env).expanduser() if env else Path("data")).absolute()
 
 
+def second_dataset() -> str:
+    """A colour data set available offline, beside Fashion-MNIST: CIFAR-10, else GTSRB, else the shared subsets of either."""
+    for name in ("cifar10", "gtsrb"):
+        try:
+            load(name, download=False)
+            return name
+        except (FileNotFoundError, OSError, ValueError, RuntimeError):
+            pass
+    for file in ("cifar10-mini.npz", "gtsrb-mini.npz"):
+        try:
+            return str(shared_subset(file))
+        except DataUnavailableError:
+            pass
+    raise DataUnavailableError("No second data set offline: CIFAR-10 or GTSRB (`asdkit data` says how to get them), "
+                               "or the shared subsets under $ASDKIT_SHARED_DATA.")
+
+
 def display_name(dataset: str) -> str:
     """A data set as a reader names it: a named one by its title; the shared subsets as subsets of CIFAR-10 and GTSRB; a file by its stem."""
     stem = Path(str(dataset)).stem

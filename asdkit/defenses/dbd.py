@@ -6,7 +6,7 @@
                the SCE loss, α 0.1, β 1 (004 §4.4: label-noise learning; ``head_loss=ce`` is
                Fig. 3's and Table 3's CE variant)
     finetune:  every epoch, the α = 50 % of D of lowest SCE loss are labelled, the rest
-               unlabelled (004 §4.4; re-filtered every epoch, appendix I); MixMatch on the
+               unlabelled (004 §4.4; re-filtered every epoch, appendix B.3); MixMatch on the
                whole model (004 §4.5, the same ``asdkit.semi`` as ASD)
 
 ``--set defense.split=meta`` swaps the filter for ASD's meta-split (002 Figs. 5a and 9).
@@ -34,7 +34,7 @@ from .spec import DefenseSpec
 
 OPTIONS = (
     # stage 1: SimCLR (004 appendix I; the authors' code for what the paper leaves out)
-    integer("simclr_epochs", 100, low=0, scales={"classroom": 20, "lab": 100, "smoke": 2}, doc="SimCLR epochs (004 appendix I: 100)"),
+    integer("simclr_epochs", 100, low=0, scales={"classroom": 20, "lab": 100, "smoke": 2}, doc="SimCLR epochs (004 appendix B.3: 100)"),
     integer("simclr_horizon", 1000, low=0, scales={"classroom": 0, "smoke": 0},
             doc="epochs the cosine schedule spans; 0 = simclr_epochs (the authors' epoch-100 backbone of 1,000)"),
     integer("simclr_batch_size", 512, low=2, scales={"classroom": 256, "smoke": 128}, doc="SimCLR batch (the authors' 512)"),
@@ -45,16 +45,16 @@ OPTIONS = (
     integer("projection_dim", 128, low=1, doc="output of the projection head (SimCLR: 128)"),
     flag("cache", True, doc="reuse a finished SimCLR backbone of the same data and SimCLR options"),
     # stage 2: the linear head with SCE
-    integer("head_epochs", 10, low=1, doc="epochs of the linear head (004 appendix I: 10)"),
-    real("head_lr", 0.002, low=0, closed="neither", doc="Adam lr of the linear head (004 appendix I)"),
-    integer("head_batch_size", 128, low=1, doc="batch of the linear head (004 appendix I)"),
+    integer("head_epochs", 10, low=1, doc="epochs of the linear head (004 appendix B.3: 10)"),
+    real("head_lr", 0.002, low=0, closed="neither", doc="Adam lr of the linear head (004 appendix B.3)"),
+    integer("head_batch_size", 128, low=1, doc="batch of the linear head (004 appendix B.3)"),
     *SCE_OPTIONS,
     choice("head_loss", "sce", ("sce", "ce"), doc="L2, the head's loss and the filter's: SCE (DBD) or CE (004 Fig. 3 and Table 3's 'SS with CE')"),
     # stage 3: filtering and MixMatch
     real("filter_rate", 0.5, low=0, high=1, closed="neither", doc="α: the share of D labelled, lowest SCE first (004 §5.1)"),
     choice("split", "loss", ("loss", "meta"), doc="loss: DBD's filter; meta: ASD's meta-split on the same losses (002 Fig. 5a)"),
-    integer("finetune_epochs", 190, low=1, scales={"classroom": 4, "lab": 6, "smoke": 2}, doc="MixMatch epochs (004 appendix I: 190)"),
-    real("finetune_lr", 0.002, low=0, closed="neither", doc="Adam lr of the fine-tuning (004 appendix I)"),
+    integer("finetune_epochs", 190, low=1, scales={"classroom": 4, "lab": 6, "smoke": 2}, doc="MixMatch epochs (004 appendix B.3: 190)"),
+    real("finetune_lr", 0.002, low=0, closed="neither", doc="Adam lr of the fine-tuning (004 appendix B.3)"),
     *MIXMATCH_OPTIONS,
     CLEAN_HARD,
     *META_OPTIONS,
@@ -118,7 +118,7 @@ def plan_dbd(ctx) -> list[Phase]:
         return {"loss": result.loss}
 
     def finetune(ctx, epoch: int) -> dict[str, Any]:
-        losses = ctx.score(l2)  # L2 (SCE) of the current model on every sample, re-filtered every epoch (004 appendix I)
+        losses = ctx.score(l2)  # L2 (SCE) of the current model on every sample, re-filtered every epoch (004 appendix B.3)
         if o.split == "meta":  # 002 Fig. 5a: ASD's meta-split on the same losses
             reduction = losses - virtual_model_losses(ctx, epoch, l2)
             labelled = meta_split(reduction, rate=o.filter_rate)

@@ -64,7 +64,7 @@ def virtual_model_losses(ctx, epoch: int, l1) -> torch.Tensor:
     virtual = copy.deepcopy(ctx.model)
     k = meta_layers_default(virtual) if o.meta_layers == "auto" else o.meta_layers
     params = train_only(virtual, last_layers(virtual, k), norm_stats="drift")
-    opt = Optim(o.meta_optimizer, o.meta_lr).build(params)  # 002 B.3's SGD with the usual momentum 0.9
+    opt = Optim(o.meta_optimizer, o.meta_lr).build(params)  # Adam by default (002 §5.1 and the authors' code; B.3 says SGD)
     for e in range(o.meta_epochs):
         ctx.train_epoch(model=virtual, optimizer=opt, loss_fn=cross_entropy, batch_size=o.meta_batch_size,
                         generator=ctx.stream("virtual model", epoch, e))

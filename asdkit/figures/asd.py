@@ -7,10 +7,9 @@ from matplotlib.ticker import MaxNLocator
 from ..records import Record
 from ..style import DEFENSE_COLORS, POOL_COLORS, attack_name, panel, percent_axis, shades
 from .common import (ATTACKS4, LOW_ASR, NOISE, ablation_attacks, attacks, bars, caveat, check, clean_hard_reference, data_note,
-                     figure, final_loss, hist_groups, names, oriented_auroc, pct, run, same_data, title, truth)
+                     extras, figure, final_loss, hist_groups, names, oriented_auroc, pct, run, same_data, title, truth)
 from .registry import Drawn, register
 
-RATE = {"clb": {"rate": 0.25}}  # CLB poisons 25 % of the target class (clean-label); the others 10 % of D
 NOT_SUPPRESSED = 0.2  # a backdoor survives: ASR at or above 20 %
 CRASH = 0.05  # an accuracy "crash" or "collapse": more than 5 points lost
 LETTERS = "abcdefgh"
@@ -18,12 +17,12 @@ LETTERS = "abcdefgh"
 
 def asd(attack: str = "badnets", **kw):
     """ASD against ``attack`` (its preset at the figure's scale)."""
-    return run("asd", attack, **{**RATE.get(attack, {}), **kw})
+    return run("asd", attack, **{**extras(attack), **kw})
 
 
 def reference(attack: str, scale: str):
     """The no-defense run on ASD's (and DBD's) training images: the common reference of clean-hard samples (002 Section 5.2)."""
-    return run("none", attack, **same_data(scale, "asd"), **RATE.get(attack, {}))
+    return run("none", attack, **same_data(scale, "asd"), **extras(attack))
 
 
 # -- Fig. 1 -----------------------------------------------------------------------------------
@@ -231,8 +230,8 @@ def _dbd_meta_needs(scale: str, attack_list, *, pools: bool = True) -> dict:
     out = {}
     for a in attack_list:
         for s in _seeds(scale) if len(attack_list) == 1 else (0,):
-            out[f"DBD {a} {s}"] = run("dbd", a, seed=s, **RATE.get(a, {}))
-            out[f"DBD+meta {a} {s}"] = run("dbd", a, seed=s, defense__split="meta", **RATE.get(a, {}))
+            out[f"DBD {a} {s}"] = run("dbd", a, seed=s, **extras(a))
+            out[f"DBD+meta {a} {s}"] = run("dbd", a, seed=s, defense__split="meta", **extras(a))
         if pools:
             out[f"ASD {a}"], out[f"no defense {a}"] = asd(a), reference(a, scale)
     return out

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..attacks import run_overrides
 from ..config import make_config
 from ..records import Record
 from ..style import DEFENSE_COLORS, FULL, MIN_FONT, POOL_COLORS, SINGLE, attack_name, bar_labels, defense_name
@@ -27,6 +28,11 @@ def ablation_attacks(scale: str) -> tuple[str, ...]:
     one attack × the variants is 17 ASD runs instead of 29.
     """
     return ATTACKS4[:1] if scale in ("smoke", "classroom") else ATTACKS4
+
+
+def extras(attack: str) -> dict:
+    """What a run of ``attack`` sets beyond its preset (:func:`asdkit.attacks.run_overrides`), as :func:`run`'s keywords."""
+    return {k.replace(".", "__"): v for k, v in run_overrides(attack).items()}
 
 
 def run(defense: str = "none", attack: str = "badnets", **overrides) -> Need:

@@ -1,17 +1,16 @@
 """DBD's figures (004): t-SNE of supervised vs self-supervised features, SCE vs CE, poisoned examples, and DBD's two sweeps."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 
-from ..data import display_name
+from ..attacks import run_overrides
+from ..data import display_name, second_dataset
 from ..style import attack_name, panel, shades
-from .common import LOW_ASR, bars, caveat, check, data_note, figure, pct, run, same_data, title, truth
+from .common import LOW_ASR, bars, caveat, check, data_note, extras, figure, pct, run, same_data, title, truth
 from .registry import Drawn, register
 
-CLB = {"rate": 0.25}
 
 
 def _plt():
@@ -29,8 +28,8 @@ def _tsne(features: np.ndarray, seed: int = 0) -> np.ndarray:
 
 def _tsne_needs(scale: str) -> dict:
     data = same_data(scale, "dbd")  # in 004 Fig. 1's order: (a)-(b) supervised, (c)-(d) self-supervised; BadNets, then label-consistent
-    return {"supervised | badnets": run("none", "badnets", **data), "supervised | clb": run("none", "clb", **data, **CLB),
-            "self-supervised | badnets": run("dbd", "badnets"), "self-supervised | clb": run("dbd", "clb", **CLB)}
+    return {"supervised | badnets": run("none", "badnets", **data), "supervised | clb": run("none", "clb", **data, **extras("clb")),
+            "self-supervised | badnets": run("dbd", "badnets"), "self-supervised | clb": run("dbd", "clb", **extras("clb"))}
 
 
 def verdict_fig01(v: dict) -> list:
@@ -128,41 +127,14 @@ def dbd_fig03(records, scale):
 GRID_ATTACKS = ("badnets", "blend", "wanet", "sig", "trojan", "clb", "iab", "refool", "adaptive-patch", "asd-adaptive-grad", "asd-adaptive-feat")
 
 
-def _second_dataset() -> str:
-    """A second data set available offline for Fig. 5: CIFAR-10, else the shared CIFAR-10 or GTSRB subsets."""
-    from ..data import load
-
-    for name in ("cifar10", "gtsrb"):
-        try:
-            load(name, download=False)
-            return name
-        except (FileNotFoundError, OSError, ValueError, RuntimeError):
-            pass
-    shared = Path(os.environ.get("ASDKIT_SHARED_DATA", Path(__file__).resolve().parents[3] / "shared" / "data"))
-    for f in ("cifar10-mini.npz", "gtsrb-mini.npz"):
-        if (shared / f).exists():
-            return str(shared / f)
-    raise FileNotFoundError("004 Fig. 5 needs a second data set offline: CIFAR-10 or GTSRB (`asdkit data` says how), "
-                            "or the shared subsets under $ASDKIT_SHARED_DATA.")
-
-
 def _grid_needs(scale: str, dataset: str | None = None) -> dict:
     """The prepared attacks' poison is built by a no-defense run against each (cached in runs/cache), so drawing never trains."""
     from ..attacks import ATTACKS
 
     if dataset is not None:
         return {}
-    refl = {"attack__reflections": _reflections()}
-    return {a: run("none", a, **(CLB if a == "clb" else {}), **(refl if a == "refool" else {}))
+    return {a: run("none", a, **extras(a))
             for a in GRID_ATTACKS if ATTACKS[a].prepared is not None}
-
-
-def _reflections() -> str:
-    """Refool's reflection images: CIFAR-10 if present, else the shared subset (the attack checks it before any work)."""
-    try:
-        return _second_dataset()
-    except FileNotFoundError:
-        return "cifar10"
 
 
 def poisoned_examples(config, *, count: int = 3, root: Path | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -227,9 +199,7 @@ def _grid_configs(scale: str, dataset: str | None = None) -> dict:
 
     out = {}
     for a in GRID_ATTACKS:
-        ov = {"attack": a, **(CLB if a == "clb" else {})}
-        if a == "refool":
-            ov["attack.reflections"] = _reflections()
+        ov = {"attack": a, **run_overrides(a)}
         if dataset is not None:
             from ..attacks import ATTACKS
 
@@ -256,7 +226,7 @@ def _root(records: dict):
           claim="the same grid on a second data set", needs=lambda s: {},
           reduced="the attacks that need no build (the prepared ones are built against a clean twin of the run's own data)")
 def dbd_fig05(records, scale):
-    ds = _second_dataset()
+    ds = second_dataset()
     return _draw_grid(_grid_configs(scale, ds), f"poisoned images of {display_name(ds)} (the paper: VGGFace2; bottom row: the top "
                       "image's residual, magnified)", "DBD Fig. 5")
 

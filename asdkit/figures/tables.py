@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ..style import attack_name
-from .common import LOW_ASR, NOISE, attacks, check, data_note, pct, run, same_data
+from .common import LOW_ASR, NOISE, attacks, check, data_note, extras, pct, run, same_data
 from .registry import Drawn, register
 
 # 002 Table 2, CIFAR-10 (ACC, ASR in %): the paper's own numbers, printed beside ours
@@ -48,18 +48,14 @@ def _health(summary: dict, asr: bool) -> str:
     return f" ({summary.get('lowest_class')} at {pct(low)})" if low is not None and low < 0.5 else ""
 
 
-def _rate(a: str) -> dict:
-    return {"rate": 0.25} if a == "clb" else {}
-
-
 def _t2_needs(scale: str) -> dict:
-    out = {f"{d} | {a}": run(d, a, **_rate(a)) for a in attacks(scale, TABLE_ATTACKS) for d in ("none", "abl", "pipd", "dbd", "asd")}
+    out = {f"{d} | {a}": run(d, a, **extras(a)) for a in attacks(scale, TABLE_ATTACKS) for d in ("none", "abl", "pipd", "dbd", "asd")}
     return {**out, **_same_images(scale, attacks(scale, TABLE_ATTACKS))}
 
 
 def _same_images(scale: str, attack_list) -> dict:
     """No defense on ASD's (and DBD's) training images: what an accuracy cost is measured against, like with like."""
-    return {f"none on ASD's images | {a}": run("none", a, **same_data(scale, "asd"), **_rate(a)) for a in attack_list}
+    return {f"none on ASD's images | {a}": run("none", a, **same_data(scale, "asd"), **extras(a)) for a in attack_list}
 
 
 def _acc_asr(records: dict, defense: str, al) -> dict:

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from ..attacks import ATTACKS
+from ..attacks import ATTACKS, run_overrides
 from ..config import DATA_FIELDS, POISON_FIELDS, RunConfig, make_config
 
 __all__ = ["ResultSet", "SETS", "DEFENSES", "reference", "select", "plan"]
@@ -22,20 +22,9 @@ class ResultSet:
     configs: Callable[[], list[RunConfig]]
 
 
-def _attack_overrides(attack: str) -> dict:
-    """What an attack needs beyond its preset: CLB poisons 25 % of the target class; Refool reads reflection images."""
-    if attack == "clb":
-        return {"rate": 0.25}
-    if attack == "refool":
-        from ..figures.dbd import _reflections
-
-        return {"attack.reflections": _reflections()}
-    return {}
-
-
 def _grid(scale: str, defenses, attacks, seeds=SEEDS, **overrides) -> list[RunConfig]:
     """Seed by seed (every cell's seed 0 first, so a set cut short still has a row per cell), then attack, then defense."""
-    return [make_config(scale, defense=d, overrides={"attack": a, "seed": s, **_attack_overrides(a), **overrides})
+    return [make_config(scale, defense=d, overrides={"attack": a, "seed": s, **run_overrides(a), **overrides})
             for s in seeds for a in attacks for d in defenses]
 
 
