@@ -328,17 +328,19 @@ def _cmd_course(args: argparse.Namespace) -> int:
     if args.action == "list":
         from . import planner
 
-        from .records import runs_dir
+        from .records import run_folder, runs_dir
 
         named = course.configs(at)
         print(f"{at} scale; records in {runs_dir().resolve()}")
-        total = 0.0
+        total, counted = 0.0, set()
         for (name, cfg), (_, state) in zip(named.items(), planner.status(list(named.values()))):
             spec, est = course.COURSE[name], planner.estimate(cfg) if state != "done" else None
-            total += est or 0.0
-            print(f"  {state:<8} {name:<24} {f'~{est / 60:.1f} min' if est else '':<10} notebooks {','.join(spec.notebooks):<10} {spec.about}")
+            folder = run_folder(cfg).name  # two names can be one run at a scale (the same config): trained once, counted once
+            total += (est or 0.0) if folder not in counted else 0.0
+            counted.add(folder)
+            print(f"  {state:<8} {name:<24} {planner.duration(est) if est else '':<9} notebooks {','.join(spec.notebooks):<10} {spec.about}")
         done = sum(s == "done" for _, s in planner.status(list(named.values())))
-        print(f"{len(named)} runs, {done} done" + (f"; the missing ones: ~{total / 60:.0f} min on this machine, one at a time "
+        print(f"{len(named)} runs, {done} done" + (f"; the missing ones: {planner.duration(total)} on this machine, one at a time "
                                                      "(planned work × a per-image cost measured here)" if total else ""))
         return 0
     names = [x.strip() for x in args.only.split(",")] if args.only else None

@@ -19,12 +19,12 @@ FORWARD = 1.0 / 3.0  # a forward-only image, in trained images
 _MEASURED: dict[tuple, float] = {}
 
 
-def image_seconds(prepared: Prepared, *, steps: int = 4, batch: int = 64) -> float:
-    """Seconds one trained image costs this run's network here (median of ``steps`` timed Adam steps after one warm-up), measured
-    once a process for each network, image shape, precision and thread count."""
+def image_seconds(prepared: Prepared, *, batch: int = 128, steps: int = 4) -> float:
+    """Seconds one trained image costs this run's network here in batches of ``batch`` (median of ``steps`` timed Adam steps after
+    one warm-up), measured once a process for each network, image shape, batch, precision and thread count."""
     c, data = prepared.config, prepared.ctx.data
     shape = tuple(data.x.shape[1:])
-    key = (c.model, repr(sorted(c.model_args.items())), shape, data.num_classes, prepared.precision, torch.get_num_threads())
+    key = (c.model, repr(sorted(c.model_args.items())), shape, data.num_classes, batch, prepared.precision, torch.get_num_threads())
     if key not in _MEASURED:
         model = network(c, prepared.truth.data, "cpu").train()
         opt = torch.optim.Adam(model.parameters(), lr=1e-3)
@@ -44,28 +44,47 @@ def image_seconds(prepared: Prepared, *, steps: int = 4, batch: int = 64) -> flo
     return _MEASURED[key]
 
 
-def _step_images(prepared: Prepared, phase) -> float:
-    """Trained-image equivalents of one optimiser step of ``phase``."""
+SCORING_BATCH = 256  # the batch a forward-only image is costed at (scoring and evaluation run in large batches)
+
+
+def _step(prepared: Prepared, phase) -> tuple[float, int]:
+    """(trained-image equivalents of one optimiser step of ``phase``, the batch the network trains on in that step)."""
     o = prepared.ctx.options
     if phase.train == "head":  # the backbone frozen: a forward pass, and a linear layer's backward
-        return phase.batch_size * FORWARD
+        return phase.batch_size * FORWARD, SCORING_BATCH
     if phase.samples == 0 and phase.steps > 0 and hasattr(o, "mixmatch_batch_size"):  # MixMatch: B labelled + 2B unlabelled views
         b = o.mixmatch_batch_size
-        return 3 * b + 2 * b * FORWARD  # all 3B trained on, mixed; the 2B views also guessed without gradient
+        return 3 * b + 2 * b * FORWARD, 3 * b  # all 3B trained on, mixed; the 2B views also guessed without gradient
     if phase.name == "simclr":
-        return 2.0 * phase.batch_size  # two views of each image
-    return phase.samples / max(1, phase.steps) if phase.samples else phase.batch_size
+        return 2.0 * phase.batch_size, 2 * phase.batch_size  # two views of each image
+    return (phase.samples / max(1, phase.steps) if phase.samples else phase.batch_size), phase.batch_size
 
 
-def work(prepared: Prepared) -> dict[str, float]:
-    """Trained-image equivalents of every phase of a prepared run: its steps, and each epoch's scoring of the training set and
-    evaluation on the test and ASR sets."""
-    ctx = prepared.ctx
+# Passes over the training set a phase makes beyond its steps, in trained-image equivalents per sample, as each defense's
+# epoch function makes them: ASD scores every sample each epoch (ctx.score) and, in stage 3, trains a virtual model one CE epoch
+# and scores under it; DBD re-filters on a score each fine-tuning epoch; ABL and PIPD score once after their LGA epochs; PIPD's
+# rounds share one pass of channel activations; the head's last epoch snapshots its losses. (epochs: spread over the phase)
+EXTRA = {("asd", "stage1"): lambda o, e: FORWARD, ("asd", "stage2"): lambda o, e: FORWARD,
+         ("asd", "stage3"): lambda o, e: 2 * FORWARD + o.meta_epochs,
+         ("dbd", "finetune"): lambda o, e: FORWARD * (2 if o.split == "meta" else 1) + (o.meta_epochs if o.split == "meta" else 0),
+         ("dbd", "head"): lambda o, e: FORWARD / e, ("abl", "isolation"): lambda o, e: FORWARD / e,
+         ("pipd", "pre_isolation"): lambda o, e: FORWARD / e, ("pipd", "isolation"): lambda o, e: FORWARD / e}
+FINAL = 2 * FORWARD  # every run's final per-sample CE and SCE (the record's "final" snapshot)
+
+
+def work(prepared: Prepared) -> dict[str, tuple[float, int]]:
+    """Per phase of a prepared run, (trained-image equivalents, the batch they train in): its steps, and its passes over the
+    training set (:data:`EXTRA`) with each epoch's evaluation on the test and ASR sets, costed at :data:`SCORING_BATCH`;
+    "final": the last per-sample losses."""
+    ctx, defense = prepared.ctx, prepared.config.defense
     evaluation = (len(ctx.evaluator.x) + len(ctx.evaluator.asr_x)) * FORWARD
     out = {}
     for phase in prepared.phases:
-        per_epoch = phase.steps * _step_images(prepared, phase) + ctx.n * FORWARD  # a per-sample score of the training set
-        out[phase.name] = phase.epochs * (per_epoch + (evaluation if phase.evaluate else 0.0))
+        extra = EXTRA.get((defense, phase.name), lambda o, e: 0.0)(ctx.options, max(1, phase.epochs)) * ctx.n
+        images, batch = _step(prepared, phase)
+        out[phase.name] = (phase.epochs * phase.steps * images, batch)
+        out[f"{phase.name} passes"] = (phase.epochs * (extra + (evaluation if phase.evaluate else 0.0)), SCORING_BATCH)
+    out["final"] = (FINAL * ctx.n, SCORING_BATCH)
     return out
 
 
@@ -75,4 +94,4 @@ def estimate_seconds(config: RunConfig, root=None) -> float:
     start = time.perf_counter()
     prepared = prepare(config, root=root, quiet=True, preflight=True)
     setup = time.perf_counter() - start
-    return setup + sum(work(prepared).values()) * image_seconds(prepared)
+    return setup + sum(images * image_seconds(prepared, batch=batch) for images, batch in work(prepared).values() if images)

@@ -32,7 +32,7 @@ from .records import Record, check_store, finished_record, run_folder, runs_dir
 from .runner import Run
 
 __all__ = ["Job", "LAUNCHERS", "RunFailed", "dependencies", "stages", "train", "run", "run_seeds", "status", "launch", "share_groups",
-           "estimate", "describe", "summary_lines", "wait_for", "work", "preflight"]
+           "estimate", "duration", "describe", "summary_lines", "wait_for", "work", "preflight"]
 
 LAUNCHERS = ("local", "slurm", "ray")
 
@@ -227,7 +227,8 @@ def estimate(config: RunConfig, root: Path | None = None) -> float | None:
         return None
 
 
-def _duration(seconds: float) -> str:
+def duration(seconds: float) -> str:
+    """A time as a reader wants it: ~45 s, ~12 min, ~3.5 h."""
     return f"~{seconds:.0f} s" if seconds < 120 else f"~{seconds / 60:.0f} min" if seconds < 7200 else f"~{seconds / 3600:.1f} h"
 
 
@@ -249,15 +250,17 @@ def summary_lines(configs: list[RunConfig], root: Path | None = None) -> list[st
     lines = [f"{', '.join(scales) or 'no'} scale; records in {Path(root or runs_dir()).resolve()}"]
     counts: dict[str, int] = {}
     total, unknown = 0.0, 0
+    counted: set[str] = set()
     for c, state in states:
         counts[state] = counts.get(state, 0) + 1
         est = estimate(c, root) if state != "done" else None
-        total += est or 0.0
+        total += (est or 0.0) if run_folder(c, root).name not in counted else 0.0
+        counted.add(run_folder(c, root).name)
         unknown += state != "done" and est is None
-        lines.append(f"  {state:<8} {run_folder(c, root).name:<44} {describe(c)}" + (f"  {_duration(est)}" if est else ""))
+        lines.append(f"  {state:<8} {run_folder(c, root).name:<44} {describe(c)}" + (f"  {duration(est)}" if est else ""))
     source = "002 Table 3's GPU times" if configs and configs[0].scale == "paper" else "planned work × a per-image cost measured here"
     lines.append(f"{len(configs)} runs" + (": " if counts else "") + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
-                 + (f"; the ones not done: {_duration(total)} in all, one at a time ({source})" if total else "")
+                 + (f"; the ones not done: {duration(total)} in all, one at a time ({source})" if total else "")
                  + (f"; {unknown} without an estimate" if unknown else ""))
     return lines
 

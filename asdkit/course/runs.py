@@ -39,7 +39,7 @@ COURSE: dict[str, CourseRun] = {
     "clean": CourseRun("none", {"rate": 0.0}, ("01", "07"), "the clean twin: no poison, its ASR is the floor"),
     "abl-badnets": CourseRun("abl", {}, ("02", "07"), "ABL against BadNets"),
     "asd-badnets": CourseRun("asd", {}, ("03", "04", "07"), "ASD against BadNets"),
-    "asd-badnets-lab": CourseRun("asd", {}, ("03",), "ASD against BadNets at the next scale up (classroom course: lab, ~16 min)",
+    "asd-badnets-lab": CourseRun("asd", {}, ("03",), "ASD against BadNets at the next scale up (classroom course: lab)",
                                  scale_up={"classroom": "lab"}),
     "pipd-badnets": CourseRun("pipd", {}, ("05", "07"), "PIPD against BadNets"),
     "pipd-unlearn-badnets": CourseRun("pipd", {"defense.operation": "unlearn"}, ("05",), "PIPD with ABL's unlearning instead of selective training"),
