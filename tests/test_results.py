@@ -156,3 +156,21 @@ def test_the_committed_results_are_rendered_from_the_committed_csv():
         assert (ROOT / "results" / name).read_text() == text
     readme = (ROOT / "README.md").read_text()
     assert with_headline(readme, rows) == readme
+
+
+def test_a_variant_of_a_preset_is_its_own_line_and_names_what_it_changes():
+    from asdkit.config import make_config
+    from asdkit.results.rows import variant
+
+    assert variant(make_config("classroom", defense="pipd", overrides={"attack": "blend", "seed": 2, "rate": 0.2})) == ""
+    assert variant(make_config("classroom", defense="pipd", overrides={"defense.pooling": "mean", "epochs": 10})) == "epochs=10, pooling=mean"
+    preset, mean = _asd(0, 0.8, 0.01, 0.6), {**_asd(0, 0.7, 0.5, 0.6), "variant": "pooling=mean"}
+    page = render([preset, mean])["lab.md"]
+    assert "| BadNets | 10 % | ASD | 0 | 80.0 |" in page and "| BadNets | 10 % | ASD (pooling=mean) | 0 | 70.0 |" in page
+    assert len([line for line in asd_claim_lines([preset, mean]) if line.startswith("- ")]) == 1  # a claim is judged on the preset
+
+
+def asd_claim_lines(rows):
+    from asdkit.results.pages import asd_claim
+
+    return asd_claim(rows)

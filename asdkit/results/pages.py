@@ -73,13 +73,14 @@ def _machines(rows) -> str:
     return "; ".join(named) or "not recorded"
 
 
-def _groups(rows) -> dict[tuple[str, str, str, str], list[dict]]:
-    """Rows by (scale, attack, rate, defense), in a stable order: scales small to large, attacks by name, no defense first."""
-    out: dict[tuple[str, str, str, str], list[dict]] = {}
+def _groups(rows) -> dict[tuple[str, str, str, str, str], list[dict]]:
+    """Rows by (scale, attack, rate, defense, variant), in a stable order: scales small to large, attacks by name, no defense first,
+    the preset before its variants."""
+    out: dict[tuple[str, str, str, str, str], list[dict]] = {}
     for r in rows:
-        out.setdefault((r["scale"], r["attack"], r["rate"], r["defense"]), []).append(r)
+        out.setdefault((r["scale"], r["attack"], r["rate"], r["defense"], r.get("variant", "")), []).append(r)
     rank = {s: i for i, s in enumerate(SCALES)}
-    return dict(sorted(out.items(), key=lambda kv: (rank.get(kv[0][0], len(rank)), kv[0][1], kv[0][2], kv[0][3] != "none", kv[0][3])))
+    return dict(sorted(out.items(), key=lambda kv: (rank.get(kv[0][0], len(rank)), kv[0][1], kv[0][2], kv[0][3] != "none", kv[0][3], kv[0][4])))
 
 
 def _flag(rows) -> str:
@@ -94,10 +95,10 @@ def _table(name: str, rows: list[dict]) -> list[str]:
     lines = ["| " + ("scale | " if scales else "") + "attack | rate | defense | seeds | ACC % | ASR % | DER | TPR / FPR % | AUROC | "
              + ("poison in P_p % | " if p_p else "") + "lowest class | minutes |"]
     lines.append("|" + " --- |" * (lines[0].count("|") - 1))
-    for (scale, attack, rate, defense), rs in _groups(rows).items():
+    for (scale, attack, rate, defense, variant), rs in _groups(rows).items():
         low = min(rs, key=lambda r: _num(r["lowest_class_acc"]) if r["lowest_class_acc"] else 1.0)
         iso = "—" if not any(r["tpr"] for r in rs) else f"{_spread([_num(r['tpr']) for r in rs])} / {_spread([_num(r['fpr']) for r in rs])}"
-        lines.append("| " + (f"{scale} | " if scales else "") + f"{attack_name(attack)} | {100 * float(rate):g} % | {defense_name(defense)} | {_seeds(rs)} "
+        lines.append("| " + (f"{scale} | " if scales else "") + f"{attack_name(attack)} | {100 * float(rate):g} % | {defense_name(defense)}{f' ({variant})' if variant else ''} | {_seeds(rs)} "
                      f"| {_spread([_num(r['acc']) for r in rs])} | {_spread([_num(r['asr']) for r in rs])}{_flag(rs)} "
                      f"| {_spread([_num(r['der']) for r in rs], pct=False)} | {iso} | {_spread([_num(r['auroc']) for r in rs], pct=False)} "
                      + (f"| {_spread([_num(r['p_p_poison']) for r in rs])} " if p_p else "")
@@ -109,8 +110,8 @@ def asd_claim(rows: list[dict]) -> list[str]:
     """ASD's accuracy claim judged per (scale, attack): median ACC within 3 points of no defense's on the same images (the rows'
     references), median ASR ≤ 3 %, no class of any seed below 50 %."""
     out = []
-    for (scale, attack, rate, defense), rs in _groups(rows).items():
-        if defense != "asd" or not all(r["reference_acc"] for r in rs):
+    for (scale, attack, rate, defense, variant), rs in _groups(rows).items():
+        if defense != "asd" or variant or not all(r["reference_acc"] for r in rs):
             continue
         acc, ref = statistics.median(float(r["acc"]) for r in rs), statistics.median(float(r["reference_acc"]) for r in rs)
         asr = statistics.median(float(r["asr"]) for r in rs)
@@ -171,7 +172,7 @@ def headline(rows: list[dict[str, str]]) -> str:
     for d in defenses:
         cells = []
         for a in attacks:
-            g = [r for k, v in groups.items() if k[1] == a and k[3] == d for r in v]
+            g = [r for k, v in groups.items() if k[1] == a and k[3] == d and not k[4] for r in v]
             cells.append("—" if not g else f"{_spread([_num(r['acc']) for r in g])} / {_spread([_num(r['asr']) for r in g])}{'†' if _flag(g) else ''} "
                                            f"({len(g)} seed{'s' * (len(g) > 1)})")
         lines.append(f"| {defense_name(d)} | " + " | ".join(cells) + " |")

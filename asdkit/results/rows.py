@@ -9,12 +9,14 @@ from ..analysis import asr_caveat
 from ..config import RunConfig
 from ..records import Record
 
-__all__ = ["COLUMNS", "der", "row", "isolation_auroc", "p_p_poison"]
+__all__ = ["COLUMNS", "der", "row", "isolation_auroc", "p_p_poison", "variant"]
+# the axes a results table spans by itself (a row, a column, the seeds): not part of a run's variant
+AXES = ("attack", "attack_args", "rate", "target", "seed", "dataset", "precision", "device", "defense", "scale")
 
 CONFIG_COLUMNS = ("defense", "attack", "rate", "target", "label_mode", "dataset", "resolution", "scale", "seed", "train_size",
                   "test_size", "model", "model_args", "precision", "epochs", "budget", "batch_size", "optimizer", "lr", "momentum",
                   "weight_decay", "schedule", "milestones", "pad", "eval_batch_size", "attack_args", "defense_args")
-COLUMNS = ("set", "run", *CONFIG_COLUMNS, "machine", "threads", "acc", "asr", "asr_meaningful", "asr_caveat", "lowest_class",
+COLUMNS = ("set", "run", "variant", *CONFIG_COLUMNS, "machine", "threads", "acc", "asr", "asr_meaningful", "asr_caveat", "lowest_class",
            "lowest_class_acc", "tpr", "fpr", "auroc", "p_p_poison", "minutes", "reference", "reference_acc", "reference_asr", "der")
 # the per-sample score each defense sets samples apart by, the one of its last split, and the side the poison is meant to be on
 ISOLATION_SCORE = {"abl": ("lga_loss", -1.0), "asd": ("l1_loss", 1.0), "dbd": ("sce_loss", 1.0), "pipd": ("pipd_score", 1.0)}
@@ -42,6 +44,16 @@ def isolation_auroc(record: Record) -> float | None:
     return detection_auroc(sign * score, poison)
 
 
+def variant(config: RunConfig) -> str:
+    """What ``config`` changes from its scale's preset beyond a table's axes, as ``key=value`` pairs (empty: the preset)."""
+    from ..config import make_config
+
+    base, mine = make_config(config.scale, defense=config.defense).to_dict(), config.to_dict()
+    out = [f"{k}={mine[k]}" for k in mine if k not in AXES and k not in ("defense_args",) and mine[k] != base.get(k)]
+    out += [f"{k}={v}" for k, v in mine["defense_args"].items() if base["defense_args"].get(k) != v]
+    return ", ".join(out)
+
+
 def p_p_poison(record: Record) -> float | None:
     """PIPD: the share of P_p, the lowest LGA losses after pre-isolation (003 §3.1), that is poisoned (None for other defenses)."""
     if "p_p" not in record.epoch_arrays:
@@ -67,7 +79,8 @@ def row(set_name: str, config: RunConfig, record: Record, reference: Record | No
     machine, _, threads = (s.get("machine") or "").rpartition(", ")
     if not threads.endswith(("thread", "threads")):
         machine, threads = s.get("machine") or "", ""
-    values: dict[str, Any] = {"set": set_name, "run": record.path.parent.name if record.path else "", **{k: c.get(k) for k in CONFIG_COLUMNS},
+    values: dict[str, Any] = {"set": set_name, "run": record.path.parent.name if record.path else "", "variant": variant(config),
+                              **{k: c.get(k) for k in CONFIG_COLUMNS},
                               "precision": s.get("precision", c.get("precision")), "machine": machine,
                               "threads": threads.split()[0] if threads else "", "acc": s.get("acc"), "asr": s.get("asr"),
                               "asr_meaningful": s.get("asr_meaningful"), "asr_caveat": asr_caveat(s), "lowest_class": s.get("lowest_class"),
