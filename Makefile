@@ -6,13 +6,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 ARGS ?=
 
-.PHONY: setup data run test bench course student clean
+.PHONY: setup data run test bench course student book clean
 
 $(BIN)/asdkit: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet torch==2.14.1 torchvision==0.29.1 || $(BIN)/pip install --quiet torch torchvision
-	$(BIN)/pip install --quiet -e '.[notebooks,test]'
+	$(BIN)/pip install --quiet -e '.[notebooks,test,book]'
 	touch $(BIN)/asdkit
 
 setup: $(BIN)/asdkit
@@ -31,6 +31,12 @@ test: setup data
 # every record the notebooks read, at classroom scale (resumable; the evening before a class)
 course: setup data
 	$(BIN)/asdkit course prepare $(ARGS)
+
+# the course as a static HTML book in build/book/html: the notebooks executed against the prepared records (SCALE=smoke for a quick one)
+SCALE ?= classroom
+book: setup data
+	ASDKIT_SCALE=$(SCALE) $(BIN)/asdkit course prepare --scale $(SCALE) --quiet
+	$(BIN)/python book/build.py --scale $(SCALE)
 
 student: setup
 	$(BIN)/asdkit notebooks --student student

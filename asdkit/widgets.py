@@ -88,10 +88,16 @@ class Explorer:
         self.image.value = buf.getvalue()
         self.seconds = time.perf_counter() - t0
 
-    def _ipython_display_(self) -> None:
-        from IPython.display import display
+    def _repr_mimebundle_(self, include=None, exclude=None) -> dict:
+        """The live widget for Jupyter, and its first state as a static image and label for a page without a kernel (the book)."""
+        import base64
 
-        display(self.widget)
+        bundle = dict(self.widget._repr_mimebundle_(include=include, exclude=exclude) or {})
+        png = base64.b64encode(self.image.value).decode()
+        bundle["image/png"] = png
+        bundle["text/html"] = (f'<div class="asdkit-static"><img src="data:image/png;base64,{png}" alt="{type(self).__name__}, first state"/>'
+                               f"<div>{self.label.value}</div></div>")
+        return bundle
 
 
 class LossExplorer(Explorer):

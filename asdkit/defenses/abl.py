@@ -1,5 +1,7 @@
 """ABL — Anti-Backdoor Learning (Li et al. 2021; 002 Section 2.2 and appendix B.3), as three phases on the shared core.
 
+Its phases::
+
     isolation:   train on D with the LGA loss sign(ℓ − γ)·ℓ (003 Eq. 2) for a few epochs
                  D_P ← the isolation_rate·N samples of lowest CE loss under that model (static)
     training:    train on D \\ D_P with CE (the run's epochs: the budget at classroom scale)
