@@ -31,6 +31,7 @@ def epoch_curves(records: Mapping[str, Record], *, reference: Mapping[str, Recor
     backbone lines up with one that trained it).
     """
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     if not records:
         raise ValueError("epoch_curves needs at least one record")
@@ -52,6 +53,7 @@ def epoch_curves(records: Mapping[str, Record], *, reference: Mapping[str, Recor
         for b in _stage_bounds(first):
             ax.axvline(b + 0.5, ls=":", color="0.6")
         ax.set(title=title, xlabel="epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
     return fig

@@ -7,7 +7,7 @@ variants of an ablation are shades of the defense they vary, darkest for its pre
 from __future__ import annotations
 
 __all__ = ["ATTACK_NAMES", "DEFENSE_NAMES", "DEFENSE_COLORS", "POOL_COLORS", "ATTACK_MARKERS", "SINGLE", "FULL", "DPI", "MIN_FONT",
-           "attack_name", "defense_name", "defense_color", "shades", "theme", "percent_axis", "bar_labels", "panel"]
+           "attack_name", "defense_name", "defense_color", "shades", "theme", "percent_axis", "bar_labels", "panel", "rate"]
 
 ATTACK_NAMES = {"badnets": "BadNets", "blend": "Blend", "wanet": "WaNet", "sig": "SIG", "trojan": "Trojan", "clb": "CLB",
                 "iab": "IAB", "refool": "Refool", "adaptive-patch": "Adaptive-Patch", "asd-adaptive-grad": "ASD-adaptive (grad.)",
@@ -63,6 +63,13 @@ def percent_axis(ax, label: str, *, axis: str = "y") -> None:
     """A percentage axis from 0 to 100, labelled ``label (%)``."""
     (ax.set_ylim if axis == "y" else ax.set_xlim)(0, 100)
     (ax.set_ylabel if axis == "y" else ax.set_xlabel)(f"{label} (%)")
+
+
+def rate(x, decimals: int = 1) -> str:
+    """A share as a percentage, or "—" where it is undefined (a class without poisoned samples has no TPR)."""
+    import math
+
+    return "—" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * float(x):.{decimals}f} %"
 
 
 def bar_labels(ax, rects, *, decimals: int = 1) -> None:

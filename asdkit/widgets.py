@@ -18,7 +18,7 @@ import torch
 from .analysis import clean_hard_mask, detection_auroc, isolation_rates
 from .defenses.policies import class_agnostic_loss_split, class_aware_loss_split, meta_split
 from .records import Record
-from .style import DEFENSE_COLORS, FULL, POOL_COLORS, SINGLE, theme
+from .style import DEFENSE_COLORS, FULL, POOL_COLORS, SINGLE, rate, theme
 
 __all__ = ["LOSSES", "LossExplorer", "SplitExplorer", "MetaSplitExplorer", "PIPDExplorer"]
 
@@ -206,8 +206,9 @@ class LossExplorer(Explorer):
                title=f"{run}: epoch {d['epoch'] + 1} of the run")
         ax.legend(fontsize=8)
         in_pool = "" if d["pool"] is None else f" · poisoned in D_C: {int((d['pool'] & d['poison']).sum())}"
-        self.label.value = (f"<b>AUROC of the loss as a poison detector, lowest loss flagged: <span class='asdkit-auroc'>{d['auroc']:.3f}</span></b>"
-                            f" · highest loss flagged: {1 - d['auroc']:.3f} (1 = a perfect split; early in undefended training the poison"
+        low, high = ("—", "—") if np.isnan(d["auroc"]) else (f"{d['auroc']:.3f}", f"{1 - d['auroc']:.3f}")  # no poison: undefined
+        self.label.value = (f"<b>AUROC of the loss as a poison detector, lowest loss flagged: <span class='asdkit-auroc'>{low}</span></b>"
+                            f" · highest loss flagged: {high} (1 = a perfect split; early in undefended training the poison"
                             f" has the lowest losses, under ASD or DBD the highest){in_pool}")
         self.state = {"run": run, "loss": loss, "epoch": d["epoch"], "auroc": d["auroc"], "counts": counts, "bins": bins}
 
@@ -269,7 +270,7 @@ class SplitExplorer(Explorer):
         ax.set_xticks(x, self.names, fontsize=8, rotation=30 if max(map(len, self.names)) > 3 else 0)
         ax.set(ylabel="samples in D_C (by observed label)", title=f"{self.mode.value} split at α = {self.rate.value:.2f}, epoch {self.at + 1} ({self.loss_name})")
         ax.legend(fontsize=8)
-        rows = "".join(f"<tr><td>{self.names[c]}</td><td>{per['poisoned in D_C'][c]}</td><td>{per['tpr_per_class'][c]:.1%}</td><td>{per['fpr_per_class'][c]:.1%}</td></tr>"
+        rows = "".join(f"<tr><td>{self.names[c]}</td><td>{per['poisoned in D_C'][c]}</td><td>{rate(per['tpr_per_class'][c])}</td><td>{rate(per['fpr_per_class'][c])}</td></tr>"
                        for c in range(self.k))
         self.label.value = (f"<b>D_C: {int(pool.sum()):,} samples · poisoned in D_C: <span class='asdkit-poisoned'>{int((pool & self.poison).sum())}</span>"
                             f" · TPR {tpr:.1%} · FPR {fpr:.1%}</b> (isolated = not in D_C)"
