@@ -44,3 +44,23 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def smoke_course(fmnist_dir, tmp_path_factory):
+    """Every record the course reads, prepared once at smoke scale in a temporary store (returned), one thread."""
+    import torch
+
+    from asdkit import course
+
+    runs = tmp_path_factory.mktemp("smoke-course") / "runs"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ASDKIT_DATA", str(fmnist_dir))
+        mp.setenv("ASDKIT_RUNS", str(runs))
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            course.prepare("smoke", quiet=True)
+        finally:
+            torch.set_num_threads(threads)
+    return runs

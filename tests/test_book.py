@@ -14,28 +14,17 @@ pytestmark = pytest.mark.skipif(importlib.util.find_spec("myst_nb") is None, rea
 
 
 @pytest.fixture(scope="module")
-def book(fmnist_dir, tmp_path_factory):
-    """The smoke course prepared into a temporary store, then the book built from it."""
-    import torch
-
-    from asdkit import course
-
+def book(smoke_course, fmnist_dir, tmp_path_factory):
+    """The book built at smoke scale from the prepared smoke course."""
     tmp = tmp_path_factory.mktemp("book")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("ASDKIT_DATA", str(fmnist_dir))
-        mp.setenv("ASDKIT_RUNS", str(tmp / "runs"))
+        mp.setenv("ASDKIT_RUNS", str(smoke_course))
         mp.setenv("ASDKIT_FIGURES", str(tmp / "figures"))
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            course.prepare("smoke", quiet=True)
-        finally:
-            torch.set_num_threads(threads)
         spec = importlib.util.spec_from_file_location("asdkit_book_build", ROOT / "book" / "build.py")
         build = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(build)
-        result = build.build("smoke", tmp / "book", quiet=True)
-    return result
+        return build.build("smoke", tmp / "book", quiet=True)
 
 
 def test_the_book_executes_every_notebook_and_links_every_page(book):
