@@ -49,6 +49,8 @@ COURSE: dict[str, CourseRun] = {
                                      "DBD's head trained with CE instead of SCE (004 Fig. 3; one fine-tuning epoch, the stage-2 losses are what is read)"),
     "none-badnets-dbd-data": CourseRun("none", {}, ("06",), "no defense on DBD's training set (the supervised backbone's features)",
                                        same_data_as="dbd"),
+    "none-badnets-asd-data": CourseRun("none", {}, ("03",), "no defense on ASD's training set (ASD's accuracy against the same images)",
+                                       same_data_as="asd"),
 }
 
 
