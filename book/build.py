@@ -9,6 +9,7 @@ exits 1 on a broken link.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import shutil
@@ -30,7 +31,12 @@ def stage(src: Path) -> Path:
         shutil.copy(BOOK / name, src / name)
     (src / "notebooks").mkdir()
     for nb in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
-        shutil.copy(nb, src / "notebooks" / nb.name)
+        notebook = json.loads(nb.read_text())
+        for cell in notebook["cells"]:  # a solution is folded on the page, as in Jupyter: the reader opens it
+            tags = cell.get("metadata", {}).get("tags", [])
+            if "solution" in tags:
+                cell["metadata"]["tags"] = [*tags, "hide-cell"]
+        (src / "notebooks" / nb.name).write_text(json.dumps(notebook, indent=1, ensure_ascii=False))
     shutil.copytree(ROOT / "figures", src / "figures", ignore=shutil.ignore_patterns("*.json", "*.py"))
     shutil.copytree(ROOT / "results", src / "results", ignore=shutil.ignore_patterns("*.csv"))
     shutil.copy(ROOT / "results" / "results.csv", src / "results" / "results.csv")

@@ -148,3 +148,27 @@ def test_no_markdown_cell_types_a_measured_number(path):
     typed = [f"cell {i}: …{hit}…" for i, c in enumerate(load(path)["cells"]) if c["cell_type"] == "markdown"
              for hit in measured_numbers("".join(c["source"]), declared)]
     assert not typed, f"{path.name} types numbers a run measures (print them from a cell instead):\n" + "\n".join(typed)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_every_asdkit_name_the_prose_cites_exists(path):
+    """A markdown cell that names `asdkit.x.y` (the function an equation is implemented by) names something that exists."""
+    import importlib
+
+    missing = []
+    for cell in load(path)["cells"]:
+        if cell["cell_type"] != "markdown":
+            continue
+        for name in re.findall(r"`(asdkit(?:\.\w+)+)(?:\(|`)", "".join(cell["source"])):
+            parts = name.split(".")
+            for i in range(len(parts), 0, -1):
+                try:
+                    obj, rest = importlib.import_module(".".join(parts[:i])), parts[i:]
+                    break
+                except ImportError:
+                    continue
+            for attr in rest:
+                obj = getattr(obj, attr, None)
+            if obj is None:
+                missing.append(name)
+    assert not missing, f"{path.name} cites names asdkit does not have: {missing}"
