@@ -46,12 +46,13 @@ def stage(src: Path) -> Path:
 MATHJAX = "mathjax@3.2.2"
 
 
-def mathjax(cache: Path) -> Path | None:
-    """MathJax's ES5 build from the npm registry, cached in ``cache`` (so the book shows its equations offline); None without npm."""
+def mathjax(cache: Path, *, fetch: bool = True) -> Path | None:
+    """MathJax's ES5 build from the npm registry, cached in ``cache`` (so the book shows its equations offline); None without npm
+    (or, with ``fetch=False``, when it is not cached yet)."""
     es5 = cache / "package" / "es5"
     if (es5 / "tex-chtml.js").exists():
         return es5
-    if shutil.which("npm") is None:
+    if not fetch or shutil.which("npm") is None:
         return None
     cache.mkdir(parents=True, exist_ok=True)
     packed = subprocess.run(["npm", "pack", MATHJAX, "--silent"], cwd=cache, capture_output=True, text=True)
@@ -79,14 +80,14 @@ def broken_links(html: Path) -> list[str]:
     return out
 
 
-def build(scale: str, out: Path, *, quiet: bool = False) -> dict:
-    """Stage and build the book at ``scale``; (seconds, pages, warnings, broken links)."""
+def build(scale: str, out: Path, *, quiet: bool = False, fetch: bool = True) -> dict:
+    """Stage and build the book at ``scale`` (``fetch``: MathJax from npm if not cached); (seconds, pages, warnings, broken links)."""
     start = time.perf_counter()
     src = stage(out / "src")
     html = out / "html"
     env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}  # the kernel's inline backend draws each figure into the page
     env["ASDKIT_SCALE"] = scale
-    local = mathjax(ROOT / "build" / "mathjax")
+    local = mathjax(ROOT / "build" / "mathjax", fetch=fetch)
     if local is not None:  # served from the book itself; without npm, from MathJax's CDN
         shutil.copytree(local, src / "_static" / "mathjax")
         env["ASDKIT_BOOK_MATHJAX"] = "mathjax/tex-chtml.js"

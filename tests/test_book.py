@@ -24,7 +24,7 @@ def book(smoke_course, fmnist_dir, tmp_path_factory):
         spec = importlib.util.spec_from_file_location("asdkit_book_build", ROOT / "book" / "build.py")
         build = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(build)
-        return build.build("smoke", tmp / "book", quiet=True)
+        return build.build("smoke", tmp / "book", quiet=True, fetch=False)  # no test touches the network: MathJax only if cached
 
 
 def test_the_book_executes_every_notebook_and_links_every_page(book):
@@ -55,8 +55,9 @@ def test_the_built_book_opens_in_chromium(book, tmp_path):
         assert "asdkit" in driver.title and len(links) >= 12
         driver.get((book["index"].parent / "notebooks" / "05_pipd_channels.html").as_uri())
         driver.implicitly_wait(10)
-        if (book["index"].parent / "_static" / "mathjax").exists():  # MathJax served by the book itself (from npm at build time)
+        if (book["index"].parent / "_static" / "mathjax").exists():  # MathJax served by the book itself (cached from npm by make book)
             assert driver.find_elements("css selector", "mjx-container")  # the equations typeset
+        assert "tex-chtml" in driver.page_source  # the page asks MathJax to typeset its equations
         out = Path(os.environ.get("ASDKIT_ARTIFACTS", ROOT / "test-artifacts"))
         out.mkdir(parents=True, exist_ok=True)
         driver.save_screenshot(str(out / "book-05.png"))
