@@ -7,10 +7,11 @@ label guess) counts a third of one, the usual ratio of a backward pass to a forw
 from __future__ import annotations
 
 import time
+
 import torch
 
 from .config import RunConfig
-from .precision import autocast
+from .engine import supervised, train_steps
 from .preparation import Prepared, network, prepare
 
 __all__ = ["FORWARD", "image_seconds", "work", "estimate_seconds"]
@@ -20,27 +21,21 @@ _MEASURED: dict[tuple, float] = {}
 
 
 def image_seconds(prepared: Prepared, *, batch: int = 128, steps: int = 4) -> float:
-    """Seconds one trained image costs this run's network here in batches of ``batch`` (median of ``steps`` timed Adam steps after
-    one warm-up), measured once a process for each network, image shape, batch, precision and thread count."""
+    """Seconds one trained image costs this run's network here in batches of ``batch``: ``steps`` steps of the engine's own
+    batch loop (augmentation, forward, backward, Adam) on the run's images after one warm-up step, measured once a process
+    for each network, image shape, batch, precision and thread count."""
     c, data = prepared.config, prepared.ctx.data
     shape = tuple(data.x.shape[1:])
     key = (c.model, repr(sorted(c.model_args.items())), shape, data.num_classes, batch, prepared.precision, torch.get_num_threads())
     if key not in _MEASURED:
-        model = network(c, prepared.truth.data, "cpu").train()
+        model = network(c, prepared.truth.data, data.device)
         opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-        x = torch.randn(batch, *shape).contiguous(memory_format=torch.channels_last)
-        y = torch.randint(0, data.num_classes, (batch,))
-        times = []
-        for i in range(steps + 1):
-            start = time.perf_counter()
-            with autocast(torch.device("cpu"), prepared.precision):
-                loss = torch.nn.functional.cross_entropy(model(x).float(), y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            if i:
-                times.append(time.perf_counter() - start)
-        _MEASURED[key] = sorted(times)[len(times) // 2] / batch
+        generator = torch.Generator().manual_seed(0)
+        index = torch.randint(0, len(data.x), (batch,), generator=generator)
+        objective = supervised(data, generator=generator)
+        train_steps(model, [index], objective, opt, precision=prepared.precision)  # warm-up: allocations, kernels chosen
+        done = train_steps(model, [index] * steps, objective, opt, precision=prepared.precision)
+        _MEASURED[key] = done.seconds / (steps * batch)
     return _MEASURED[key]
 
 

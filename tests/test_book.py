@@ -57,7 +57,7 @@ def test_the_built_book_opens_in_chromium(book, tmp_path):
         driver.implicitly_wait(10)
         if (book["index"].parent / "_static" / "mathjax").exists():  # MathJax served by the book itself (cached from npm by make book)
             assert driver.find_elements("css selector", "mjx-container")  # the equations typeset
-        assert "tex-chtml" in driver.page_source  # the page asks MathJax to typeset its equations
+        assert "mathjax" in driver.page_source.lower()  # the page asks MathJax to typeset its equations
         out = Path(os.environ.get("ASDKIT_ARTIFACTS", ROOT / "test-artifacts"))
         out.mkdir(parents=True, exist_ok=True)
         driver.save_screenshot(str(out / "book-05.png"))

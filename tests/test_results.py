@@ -174,3 +174,18 @@ def asd_claim_lines(rows):
     from asdkit.results.pages import asd_claim
 
     return asd_claim(rows)
+
+
+def test_a_set_whose_shared_data_is_absent_is_left_out_unless_named_and_its_rows_are_kept(tmp_path, monkeypatch):
+    from asdkit.data import DataUnavailableError
+
+    monkeypatch.setenv("ASDKIT_SHARED_DATA", str(tmp_path / "nothing-here"))
+    assert "gtsrb-lab" not in [s.name for s in results.select()] and "classroom" in [s.name for s in results.select()]
+    with pytest.raises(DataUnavailableError, match="gtsrb-mini.npz is not in .*ASDKIT_SHARED_DATA"):
+        results.plan(results.select("gtsrb-lab"))
+    out = tmp_path / "results"
+    out.mkdir()
+    row = {**_asd(0, 0.9, 0.01, 0.6), "set": "gtsrb-lab", "run": "asd-badnets-000000000000"}
+    (out / "results.csv").write_text(write_csv_text([row]))
+    built = results.build("no-poison", root=tmp_path / "runs", out=out, readme=None)
+    assert built["kept"] == 1 and read_csv(out / "results.csv")[0]["run"] == "asd-badnets-000000000000"

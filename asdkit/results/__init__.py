@@ -43,7 +43,7 @@ def build(names=None, *, root: Path | None = None, out: Path | str = "results", 
     root = Path(root or runs_dir())
     out = Path(out)
     chosen = select(names)
-    declared = {s: {run_folder(c, Path(".")).name for c, _ in pairs} for s, pairs in plan(list(SETS.values())).items()}
+    declared = {s: {run_folder(c, Path(".")).name for c, _ in pairs} for s, pairs in plan(select()).items()}
     fresh: dict[tuple[str, str], dict] = {}
     for name, pairs in plan(chosen).items():
         for c, ref in pairs:
@@ -51,7 +51,8 @@ def build(names=None, *, root: Path | None = None, out: Path | str = "results", 
             if rec is not None:
                 r = row(name, c, rec, _load(ref, root) if ref is not None else None)
                 fresh[(name, r["run"])] = r
-    kept = [r for r in read_csv(out / CSV, strict=False) if (r["set"], r["run"]) not in fresh and r["run"] in declared.get(r["set"], ())]
+    kept = [r for r in read_csv(out / CSV, strict=False) if (r["set"], r["run"]) not in fresh  # a set whose data is not here: kept whole
+            and (r["run"] in declared[r["set"]] if r["set"] in declared else r["set"] in SETS)]
     rows = kept + list(fresh.values())
     out.mkdir(parents=True, exist_ok=True)
     save_atomic_text(write_csv_text(rows), out / CSV)

@@ -20,6 +20,18 @@ class ResultSet:
     name: str
     about: str
     configs: Callable[[], list[RunConfig]]
+    needs: tuple[str, ...] = ()  # shared subsets its runs read (``data.SHARED_SUBSETS``)
+
+    def available(self) -> bool:
+        """Whether the data its runs read is here (a set named on the command line says what is missing instead)."""
+        from ..data import DataUnavailableError, shared_subset
+
+        try:
+            for file in self.needs:
+                shared_subset(file)
+        except DataUnavailableError:
+            return False
+        return True
 
 
 def _grid(scale: str, defenses, attacks, seeds=SEEDS, **overrides) -> list[RunConfig]:
@@ -45,7 +57,8 @@ SETS: dict[str, ResultSet] = {s.name: s for s in (
     ResultSet("gtsrb-lab", "the lab scale on the shared GTSRB subset over seeds 0-2, every defense on the same 5,000 training images: "
                            "no defense, ASD and DBD against BadNets and Blend; PIPD and ABL against BadNets",
               lambda: sorted(_grid("lab", ("none", "asd", "dbd"), ("badnets", "blend"), dataset=_gtsrb())
-                             + _grid("lab", ("pipd", "abl"), ("badnets",), dataset=_gtsrb()), key=lambda c: c.seed)),
+                             + _grid("lab", ("pipd", "abl"), ("badnets",), dataset=_gtsrb()), key=lambda c: c.seed),
+              needs=("gtsrb-mini.npz",)),
     ResultSet("pipd", "PIPD against a patch (BadNets), a blend and a warp (WaNet) at classroom and lab scale, seeds 0-2; at classroom, "
                       "against Blend and WaNet, the spatial mean of a channel instead of the authors' max, and ten LGA epochs of "
                       "pre-isolation instead of the three the classroom budget buys",
@@ -67,9 +80,9 @@ def reference(config: RunConfig) -> RunConfig | None:
 
 
 def select(names: str | list[str] | None = None) -> list[ResultSet]:
-    """The sets named (comma list; None: all), checked before any work."""
+    """The sets named (comma list; None: all whose data is here), checked before any work."""
     if not names:
-        return list(SETS.values())
+        return [s for s in SETS.values() if s.available()]
     keys = [k.strip() for k in (names.split(",") if isinstance(names, str) else names) if k.strip()]
     unknown = [k for k in keys if k not in SETS]
     if unknown:
