@@ -189,3 +189,10 @@ def test_a_set_whose_shared_data_is_absent_is_left_out_unless_named_and_its_rows
     (out / "results.csv").write_text(write_csv_text([row]))
     built = results.build("no-poison", root=tmp_path / "runs", out=out, readme=None)
     assert built["kept"] == 1 and read_csv(out / "results.csv")[0]["run"] == "asd-badnets-000000000000"
+
+
+def test_the_no_poison_control_shows_the_share_of_clean_samples_set_apart_and_no_tpr():
+    row = {**{k: "" for k in COLUMNS}, "set": "no-poison", "attack": "badnets", "rate": "0.0", "defense": "pipd", "seed": "0",
+           "scale": "classroom", "dataset": "fashion-mnist", "acc": "0.9", "asr": "0.01", "asr_meaningful": "true", "fpr": "0.02",
+           "lowest_class": "Shirt", "lowest_class_acc": "0.6", "minutes": "2"}
+    assert "| BadNets | 0 % | PIPD | 0 | 90.0 | 1.0 | — | — / 2.0 |" in render([row])["no-poison.md"]

@@ -97,7 +97,7 @@ def _table(name: str, rows: list[dict]) -> list[str]:
     lines.append("|" + " --- |" * (lines[0].count("|") - 1))
     for (scale, attack, rate, defense, variant), rs in _groups(rows).items():
         low = min(rs, key=lambda r: _num(r["lowest_class_acc"]) if r["lowest_class_acc"] else 1.0)
-        iso = "—" if not any(r["tpr"] for r in rs) else f"{_spread([_num(r['tpr']) for r in rs])} / {_spread([_num(r['fpr']) for r in rs])}"
+        iso = "—" if not any(r["tpr"] or r["fpr"] for r in rs) else f"{_spread([_num(r['tpr']) for r in rs])} / {_spread([_num(r['fpr']) for r in rs])}"
         lines.append("| " + (f"{scale} | " if scales else "") + f"{attack_name(attack)} | {100 * float(rate):g} % | {defense_name(defense)}{f' ({variant})' if variant else ''} | {_seeds(rs)} "
                      f"| {_spread([_num(r['acc']) for r in rs])} | {_spread([_num(r['asr']) for r in rs])}{_flag(rs)} "
                      f"| {_spread([_num(r['der']) for r in rs], pct=False)} | {iso} | {_spread([_num(r['auroc']) for r in rs], pct=False)} "

@@ -84,7 +84,8 @@ def row(set_name: str, config: RunConfig, record: Record, reference: Record | No
                               "precision": s.get("precision", c.get("precision")), "machine": machine,
                               "threads": threads.split()[0] if threads else "", "acc": s.get("acc"), "asr": s.get("asr"),
                               "asr_meaningful": s.get("asr_meaningful"), "asr_caveat": asr_caveat(s), "lowest_class": s.get("lowest_class"),
-                              "lowest_class_acc": s.get("lowest_class_acc"), "tpr": s.get("tpr"), "fpr": s.get("fpr"),
+                              "lowest_class_acc": s.get("lowest_class_acc"), "tpr": s.get("tpr") if config.rate > 0 else None,  # no poison: no TPR
+                              "fpr": s.get("fpr"),
                               "auroc": isolation_auroc(record), "p_p_poison": p_p_poison(record), "minutes": round(s.get("seconds", 0.0) / 60.0, 2)}
     if reference is not None:
         r = reference.summary
