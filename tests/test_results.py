@@ -196,3 +196,12 @@ def test_the_no_poison_control_shows_the_share_of_clean_samples_set_apart_and_no
            "scale": "classroom", "dataset": "fashion-mnist", "acc": "0.9", "asr": "0.01", "asr_meaningful": "true", "fpr": "0.02",
            "lowest_class": "Shirt", "lowest_class_acc": "0.6", "minutes": "2"}
     assert "| BadNets | 0 % | PIPD | 0 | 90.0 | 1.0 | — | — / 2.0 |" in render([row])["no-poison.md"]
+
+
+def test_the_csv_names_the_shared_subsets_folder_not_this_machines_path(tmp_path, monkeypatch):
+    from asdkit.results.rows import _cell
+
+    monkeypatch.setenv("ASDKIT_SHARED_DATA", str(tmp_path / "shared"))
+    assert _cell(str(tmp_path / "shared" / "gtsrb-mini.npz")) == "$ASDKIT_SHARED_DATA/gtsrb-mini.npz"
+    assert _cell({"reflections": str(tmp_path / "shared" / "cifar10-mini.npz")}) == '{"reflections": "$ASDKIT_SHARED_DATA/cifar10-mini.npz"}'
+    assert _cell("fashion-mnist") == "fashion-mnist" and _cell(0.5) == "0.5" and _cell(None) == ""

@@ -1,5 +1,5 @@
 """Data sets as in-memory tensors: loaders, subsets, seed samples."""
-from .loaders import DATASETS, SHARED_SUBSETS, DataUnavailableError, class_names, data_dir, describe, display_name, load, second_dataset, shared_subset
+from .loaders import DATASETS, SHARED_SUBSETS, DataUnavailableError, class_names, data_dir, describe, display_name, load, second_dataset, shared_folder, shared_subset
 from .sampling import seed_samples, stratified_subset
 from .types import DataSplits, ImageSet
 
@@ -16,6 +16,7 @@ __all__ = [
     "seed_samples",
     "second_dataset",
     "SHARED_SUBSETS",
+    "shared_folder",
     "shared_subset",
     "stratified_subset",
 ]

@@ -113,12 +113,17 @@ def display_name(dataset: str) -> str:
 SHARED_SUBSETS = ("gtsrb-mini.npz", "cifar10-mini.npz")
 
 
+def shared_folder() -> Path:
+    """Where the shared subsets are: ``$ASDKIT_SHARED_DATA``, else ``../shared/data`` beside the package's repository."""
+    env = os.environ.get("ASDKIT_SHARED_DATA", "").strip()
+    return (Path(env).expanduser() if env else Path(__file__).resolve().parents[3] / "shared" / "data").absolute()
+
+
 def shared_subset(file: str) -> Path:
-    """A shared subset (``gtsrb-mini.npz``, ``cifar10-mini.npz``): in ``$ASDKIT_SHARED_DATA``, else ``../shared/data`` beside the package's repository."""
+    """A shared subset (``gtsrb-mini.npz``, ``cifar10-mini.npz``) in :func:`shared_folder`."""
     if file not in SHARED_SUBSETS:
         raise ValueError(f"The shared subset must be one of {list(SHARED_SUBSETS)}. Got {file!r} instead.")
-    env = os.environ.get("ASDKIT_SHARED_DATA", "").strip()
-    folder = Path(env).expanduser() if env else Path(__file__).resolve().parents[3] / "shared" / "data"
+    folder = shared_folder()
     path = folder / file
     if not path.is_file():
         raise DataUnavailableError(f"The shared subset {file} is not in {folder}; set ASDKIT_SHARED_DATA to the folder that holds it.")

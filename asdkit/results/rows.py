@@ -63,14 +63,19 @@ def p_p_poison(record: Record) -> float | None:
 
 
 def _cell(value: Any) -> str:
-    """A CSV cell: numbers as Python writes them, dicts and lists as JSON, None as empty."""
+    """A CSV cell: numbers as Python writes them, dicts and lists as JSON, None as empty; the shared subsets' folder written
+    as ``$ASDKIT_SHARED_DATA``, so that the committed CSV names no machine's paths."""
+    from ..data import shared_folder
+
     if value is None:
         return ""
     if isinstance(value, (dict, list, tuple)):
-        return json.dumps(value, sort_keys=True)
-    if isinstance(value, bool):
+        text = json.dumps(value, sort_keys=True)
+    elif isinstance(value, bool):
         return "true" if value else "false"
-    return str(value)
+    else:
+        text = str(value)
+    return text.replace(str(shared_folder()), "$ASDKIT_SHARED_DATA")
 
 
 def row(set_name: str, config: RunConfig, record: Record, reference: Record | None) -> dict[str, str]:
