@@ -5,7 +5,7 @@ import numpy as np
 
 from .records import Record
 
-__all__ = ["MEANINGFUL_TARGET_ACC", "COLLAPSED_TARGET_RATE", "class_health", "asr_caveat", "over_seeds", "clean_hard_mask", "isolation_rates", "detection_auroc", "meta_split_separation", "pool_by_true_class", "stage2_separation", "knn_label_agreement",
+__all__ = ["MEANINGFUL_TARGET_ACC", "COLLAPSED_TARGET_RATE", "class_health", "asr_caveat", "over_seeds", "clean_hard_mask", "isolation_rates", "detection_auroc", "meta_split_separation", "pool_by_true_class", "pool_share", "stage2_separation", "knn_label_agreement",
            "feature_neighbourhoods"]
 
 
@@ -135,6 +135,18 @@ def pool_by_true_class(record: Record, epoch: int = -1) -> dict[str, list[int]]:
     classes = int(max(true.max(), record.arrays["observed_label"].max())) + 1
     return {"pool": np.bincount(true[pool].numpy(), minlength=classes).tolist(),
             "poisoned": np.bincount(true[pool & is_poison].numpy(), minlength=classes).tolist()}
+
+
+def pool_share(record: Record, epoch: int = -1) -> np.ndarray:
+    """Per true class, the share of its clean training samples in D_C at ``epoch`` over D_C's share of all clean ones (002 Alg. 1):
+    1 is a fair share, 0 a class starved of labels. Poisoned samples are left out, so the target class is not counted short for
+    the poison the splits rightly keep out."""
+    pool, true = record.epoch_array("clean_pool", epoch).numpy(), record.arrays["true_label"].numpy()
+    clean = ~record.arrays["is_poison"].numpy()
+    classes = int(max(true.max(), record.arrays["observed_label"].max())) + 1
+    held = np.bincount(true[pool & clean], minlength=classes).astype(float)
+    sizes = np.bincount(true[clean], minlength=classes).astype(float)
+    return (held / np.maximum(sizes, 1.0)) / (held.sum() / max(sizes.sum(), 1.0))
 
 
 def stage2_separation(record: Record) -> dict[str, float]:

@@ -75,11 +75,12 @@ def pool_composition(record: Record, *, class_names: list[str] | None = None):
     names = class_names or [str(k) for k in range(pools.shape[0])]
     epochs = [str(e + 1) for e in range(pools.shape[1])]
     theme()
-    fig, axes = plt.subplots(1, 2, figsize=(FULL, 4.2), layout="constrained")
-    sns.heatmap(pools, ax=axes[0], annot=True, fmt="d", cmap="viridis", xticklabels=epochs, yticklabels=names, cbar=False,
+    many = len(names) > 20  # a row per class stays readable: above 20 classes the cells lose their numbers to colour bars
+    fig, axes = plt.subplots(1, 2, figsize=(FULL, max(4.2, 0.2 * len(names) + 1.0)), layout="constrained")
+    sns.heatmap(pools, ax=axes[0], annot=not many, fmt="d", cmap="viridis", xticklabels=epochs, yticklabels=names, cbar=many,
                 annot_kws={"fontsize": MIN_FONT})
-    sns.heatmap(accs, ax=axes[1], annot=True, fmt=".0f", cmap="magma", vmin=0, vmax=100, xticklabels=epochs, yticklabels=names,
-                cbar=False, annot_kws={"fontsize": MIN_FONT})
+    sns.heatmap(accs, ax=axes[1], annot=not many, fmt=".0f", cmap="magma", vmin=0, vmax=100, xticklabels=epochs, yticklabels=names,
+                cbar=many, annot_kws={"fontsize": MIN_FONT})
     axes[0].set(title="$D_C$ size per class", xlabel="epoch")
     axes[1].set(title="test accuracy per class (%)", xlabel="epoch")
     for ax in axes:

@@ -748,6 +748,23 @@ def test_pool_by_true_class_counts_the_record_pool_and_its_poisoned_samples(refe
         assert out["poisoned"][rec.config["target"]] == 0  # all2one never poisons the target class itself
 
 
+def test_pool_share_is_each_true_classes_clean_share_of_the_pool_against_a_fair_share(reference):
+    """1 = the class's clean samples are in D_C as often as all clean samples are; poisoned samples are never counted."""
+    from asdkit.analysis import pool_share
+
+    rec = reference["record"]
+    true, clean = rec.arrays["true_label"], ~rec.arrays["is_poison"]
+    for epoch in range(rec.epochs):
+        pool = rec.epoch_array("clean_pool", epoch)
+        share = pool_share(rec, epoch)
+        fair = int((pool & clean).sum()) / int(clean.sum())
+        for k in range(10):
+            mine = int((pool & clean & (true == k)).sum()) / int((clean & (true == k)).sum())
+            assert share[k] == pytest.approx(mine / fair)
+        sizes = torch.bincount(true[clean], minlength=10).numpy()
+        assert float((share * sizes).sum() / sizes.sum()) == pytest.approx(1.0)  # the shares average to a fair share
+
+
 def test_meta_split_separation_reads_the_stage3_entry_of_the_record(reference):
     """The Fig. 3 numbers come from the first stage-3 epoch's arrays, through scikit-learn's AUROC."""
     from sklearn.metrics import roc_auc_score

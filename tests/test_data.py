@@ -513,6 +513,16 @@ def test_seed_samples_validates(kwargs, parameter):
         seed_samples(args.pop("labels"), args.pop("per_class"), **args)
 
 
+def test_classes_of_reads_a_files_own_names_and_a_named_sets(tmp_path):
+    from asdkit.data import classes_of
+
+    assert classes_of("fashion-mnist")[6] == "Shirt"
+    x = np.zeros((4, 8, 8), dtype=np.uint8)
+    path = tmp_path / "two.npz"
+    np.savez(path, x_train=x, y_train=np.array([0, 1, 0, 1]), x_test=x, y_test=np.array([0, 1, 1, 0]), classes=np.array(["cat", "dog"]))
+    assert classes_of(path) == ("cat", "dog")
+
+
 def test_class_names_of_named_sets_and_none_for_files():
     from asdkit.data import class_names
 

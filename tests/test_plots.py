@@ -12,13 +12,13 @@ from asdkit.plots import epoch_curves, pool_composition  # noqa: E402
 from asdkit.records import Record  # noqa: E402
 
 
-def asd_like(stages=(1, 1, 2, 3), seed=0) -> Record:
+def asd_like(stages=(1, 1, 2, 3), seed=0, classes=10) -> Record:
     g = np.random.default_rng(seed)
     rec = Record({"defense": "asd"})
     for e, stage in enumerate(stages):
-        pool = g.integers(0, 100, size=10).tolist()
+        pool = g.integers(0, 100, size=classes).tolist()
         rec.add_epoch({"epoch": e, "stage": stage, "acc": 0.5 + 0.1 * e, "asr": 0.5 - 0.1 * e, "poison_in_pool": e,
-                       "pool_per_class": pool, "acc_per_class": g.random(10).round(3).tolist()})
+                       "pool_per_class": pool, "acc_per_class": g.random(classes).round(3).tolist()})
     return rec
 
 
@@ -44,6 +44,15 @@ def test_pool_composition_shows_the_pool_counts_and_refuses_records_without_them
     assert [t.get_text() for t in fig.axes[0].get_yticklabels()][:2] == ["c0", "c1"]
     with pytest.raises(ValueError, match="per-class pool"):
         pool_composition(Record({"defense": "none"}))
+
+
+def test_pool_composition_of_43_classes_grows_a_row_each_and_trades_the_cell_numbers_for_colour_bars():
+    """GTSRB: 43 rows of numbers would overlap, so the figure is taller and each panel has a colour bar instead."""
+    few, many = pool_composition(asd_like()), pool_composition(asd_like(classes=43), class_names=[f"sign {k}" for k in range(43)])
+    assert len(few.axes) == 2 and len(few.axes[0].texts) == 40  # a number in every cell, no colour bar
+    assert len(many.axes) == 4 and not many.axes[0].texts  # two panels and their two colour bars
+    tall = many.get_size_inches()[1]
+    assert tall > few.get_size_inches()[1] and tall * 72 / 43 >= 10  # at least 10 pt of height per row
 
 
 def test_epoch_curves_can_keep_some_phases_and_leaves_gaps_for_unlogged_epochs():

@@ -16,7 +16,7 @@ from .. import planner
 from ..config import SCALES, make_config
 from ..records import Record, finished_record, run_folder
 
-__all__ = ["CourseRun", "COURSE", "scale", "setup", "find_upward", "config", "configs", "record", "prepare", "status"]
+__all__ = ["CourseRun", "COURSE", "scale", "setup", "find_upward", "available", "config", "configs", "record", "prepare", "status"]
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,7 @@ class CourseRun:
     about: str = ""
     same_data_as: str = ""  # take train_size/test_size from this defense's preset (DBD's features vs a supervised model's)
     scale_up: dict[str, str] = field(default_factory=dict)  # course scale -> the scale this run uses instead (classroom -> lab)
+    shared: str = ""  # a shared subset it trains on (``data.SHARED_SUBSETS``); absent, the run is left out unless named
 
 
 ATTACKS = ("badnets", "blend", "wanet", "sig", "trojan")
@@ -51,6 +52,12 @@ COURSE: dict[str, CourseRun] = {
                                        same_data_as="dbd"),
     "none-badnets-asd-data": CourseRun("none", {}, ("03",), "no defense on ASD's training set (ASD's accuracy against the same images)",
                                        same_data_as="asd"),
+    "none-badnets-lab": CourseRun("none", {}, ("03",), "no defense on ASD's images at the next scale up (classroom course: lab)",
+                                  same_data_as="asd", scale_up={"classroom": "lab"}),
+    "asd-badnets-gtsrb": CourseRun("asd", {}, ("03",), "ASD against BadNets on the shared GTSRB subset (classroom course: lab)",
+                                   scale_up={"classroom": "lab"}, shared="gtsrb-mini.npz"),
+    "none-badnets-gtsrb": CourseRun("none", {}, ("03",), "no defense on ASD's GTSRB training images (classroom course: lab)",
+                                    same_data_as="asd", scale_up={"classroom": "lab"}, shared="gtsrb-mini.npz"),
 }
 
 
@@ -108,13 +115,28 @@ def _spec(name: str) -> CourseRun:
     return COURSE[name]
 
 
+def available(name: str) -> bool:
+    """Whether course run ``name`` can be made here: its shared subset, if it names one, is in ``$ASDKIT_SHARED_DATA``."""
+    from ..data import DataUnavailableError, shared_subset
+
+    spec = _spec(name)
+    try:
+        return not spec.shared or shared_subset(spec.shared).is_file()
+    except DataUnavailableError:
+        return False
+
+
 def config(name: str, at: str | None = None, **overrides: Any):
     """The :class:`~asdkit.config.RunConfig` of course run ``name`` at scale ``at`` (default :func:`scale`), plus ``overrides``."""
     spec, at = _spec(name), at or scale()
     at = spec.scale_up.get(at, at)
     values = dict(spec.overrides)
+    if spec.shared:  # absent, the error says where it looked and which variable moves it
+        from ..data import shared_subset
+
+        values["dataset"] = str(shared_subset(spec.shared))
     if spec.same_data_as:
-        other = make_config(at, defense=spec.same_data_as)
+        other = make_config(at, defense=spec.same_data_as, overrides={k: v for k, v in values.items() if k == "dataset"})
         values.update(train_size=other.train_size, test_size=other.test_size)
     values.update(overrides)
     return make_config(at, defense=spec.defense, overrides=values)
@@ -130,8 +152,9 @@ def record(name: str, at: str | None = None, *, quiet: bool = True, **overrides:
 
 
 def configs(at: str | None = None, names: list[str] | None = None) -> dict[str, Any]:
-    """The course's declared runs (or ``names``) at scale ``at``: name -> config, every name checked."""
-    names = list(names or COURSE)
+    """The course's declared runs (or ``names``) at scale ``at``: name -> config, every name checked; unnamed, a run whose
+    shared subset is absent here is left out (its notebook section says so)."""
+    names = list(names) if names else [n for n in COURSE if available(n)]
     for n in names:
         _spec(n)
     return {n: config(n, at) for n in names}

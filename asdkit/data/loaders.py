@@ -72,6 +72,11 @@ def class_names(name: str) -> tuple[str, ...] | None:
     return _SPECS[key].classes if key in _SPECS else None
 
 
+def classes_of(name: str | os.PathLike) -> tuple[str, ...]:
+    """The class names of any data set: a named set's own, else those its ``.npz`` file or folder carries (read from it)."""
+    return class_names(str(name)) or load(name, download=False, resize=False).train.classes
+
+
 def data_dir() -> Path:
     """The folder where data sets and their caches live: ``$ASDKIT_DATA`` if set, else ``./data``.
 
