@@ -137,6 +137,17 @@ def test_asds_accuracy_claim_is_judged_against_the_reference_on_the_same_images(
     assert "(seed 2)" in lines[0] and "3 seeds" in lines[0]
 
 
+def test_the_readme_headline_judges_asds_claim_per_set_with_a_link_to_each_page():
+    """One table row per set and attack, after the classroom table: the verdict, each check's ✓ or ✗, the data named."""
+    gtsrb = [{**_asd(s, 0.90, 0.01, 0.6), "set": "gtsrb-lab"} for s in range(3)]
+    fmnist = [{**_asd(s, 0.80, 0.05, 0.3), "set": "lab", "dataset": "fashion-mnist"} for s in range(2)]
+    text = headline(gtsrb + fmnist)
+    rows = [line for line in text.splitlines() if line.startswith("| [")]
+    assert rows == ["| [lab](results/lab.md) | Fashion-MNIST | lab | BadNets 10 % | 2 | does not hold | -10.0 points ✗ | 5.0 % ✗ | Stop 30.0 % ✗ |",
+                    "| [gtsrb-lab](results/gtsrb-lab.md) | a GTSRB subset | lab | BadNets 10 % | 3 | **holds** | +0.0 points ✓ | 1.0 % ✓ | Stop 60.0 % ✓ |"]
+    assert "ASD's accuracy claim" not in headline([{**r, "defense": "none"} for r in gtsrb])  # no ASD row, no table
+
+
 def test_a_set_over_two_scales_has_a_scale_column_and_names_its_data_once():
     rows = [_asd(0, 0.88, 0.01, 0.6, scale="classroom"), _asd(0, 0.85, 0.01, 0.6, scale="lab")]
     page = render(rows)["lab.md"]

@@ -106,27 +106,43 @@ def _table(name: str, rows: list[dict]) -> list[str]:
     return lines
 
 
-def asd_claim(rows: list[dict]) -> list[str]:
-    """ASD's accuracy claim judged per (scale, attack): median ACC within 3 points of no defense's on the same images (the rows'
-    references), median ASR ≤ 3 %, no class of any seed below 50 %."""
+def claim_checks(rows: list[dict]) -> list[dict]:
+    """ASD's accuracy claim per (scale, attack, rate) of ``rows``: median ACC within 3 points of no defense's on the same images
+    (the rows' references), median ASR ≤ 3 %, no class of any seed below 50 %; the medians, the lowest class and each check."""
     out = []
-    for (scale, attack, rate, defense, variant), rs in _groups(rows).items():
-        if defense != "asd" or variant or not all(r["reference_acc"] for r in rs):
+    for key, rs in _groups(rows).items():
+        if key[3] != "asd" or key[4] or not all(r["reference_acc"] for r in rs):
             continue
         acc, ref = statistics.median(float(r["acc"]) for r in rs), statistics.median(float(r["reference_acc"]) for r in rs)
         asr = statistics.median(float(r["asr"]) for r in rs)
         low = min(rs, key=lambda r: float(r["lowest_class_acc"] or 1.0))
-        checks = [(ref - acc <= ASD_CLAIM["acc_drop"] + 1e-9, f"ACC {100 * acc:.1f} % against no defense's {100 * ref:.1f} % ({100 * (acc - ref):+.1f} points)"),
-                  (asr <= ASD_CLAIM["asr"] + 1e-9, f"ASR {100 * asr:.1f} %"),
-                  (float(low["lowest_class_acc"] or 1.0) >= ASD_CLAIM["lowest_class"],
-                   f"lowest class {low['lowest_class']} {100 * float(low['lowest_class_acc'] or 1.0):.1f} % (seed {low['seed']})")]
-        verdict = "**holds**" if all(ok for ok, _ in checks) else "**does not hold**"
-        out.append(f"- {scale}, {attack_name(attack)} {100 * float(rate):g} %, {len(rs)} seed{'s' * (len(rs) > 1)}: {verdict}: "
-                   + "; ".join(f"{text} {'✓' if ok else '✗'}" for ok, text in checks) + ".")
+        low_acc = float(low["lowest_class_acc"] or 1.0)
+        ok = (ref - acc <= ASD_CLAIM["acc_drop"] + 1e-9, asr <= ASD_CLAIM["asr"] + 1e-9, low_acc >= ASD_CLAIM["lowest_class"])
+        out.append({"key": key, "rows": rs, "acc": acc, "ref": ref, "asr": asr, "low": low, "low_acc": low_acc, "ok": ok, "holds": all(ok)})
+    return out
+
+
+def _claim_rule() -> str:
+    return (f"median ACC at most {100 * ASD_CLAIM['acc_drop']:g} points under no defense on the same images, median ASR ≤ "
+            f"{100 * ASD_CLAIM['asr']:g} % and no class of any seed under {100 * ASD_CLAIM['lowest_class']:g} %")
+
+
+def _mark(ok: bool) -> str:
+    return "✓" if ok else "✗"
+
+
+def asd_claim(rows: list[dict]) -> list[str]:
+    """A page's lines judging ASD's accuracy claim per (scale, attack) (:func:`claim_checks`)."""
+    out = []
+    for c in claim_checks(rows):
+        (scale, attack, rate, _, _), n, ok = c["key"], len(c["rows"]), c["ok"]
+        out.append(f"- {scale}, {attack_name(attack)} {100 * float(rate):g} %, {n} seed{'s' * (n > 1)}: "
+                   f"{'**holds**' if c['holds'] else '**does not hold**'}: "
+                   f"ACC {100 * c['acc']:.1f} % against no defense's {100 * c['ref']:.1f} % ({100 * (c['acc'] - c['ref']):+.1f} points) {_mark(ok[0])}; "
+                   f"ASR {100 * c['asr']:.1f} % {_mark(ok[1])}; "
+                   f"lowest class {c['low']['lowest_class']} {100 * c['low_acc']:.1f} % (seed {c['low']['seed']}) {_mark(ok[2])}.")
     if out:
-        out = ["", "ASD's accuracy claim (002 §5.2: the backdoor removed at little cost in accuracy), judged here as median ACC at most "
-               f"{100 * ASD_CLAIM['acc_drop']:g} points under no defense on the same images, median ASR ≤ {100 * ASD_CLAIM['asr']:g} % and no class "
-               f"of any seed under {100 * ASD_CLAIM['lowest_class']:g} %:", ""] + out
+        out = ["", f"ASD's accuracy claim (002 §5.2: the backdoor removed at little cost in accuracy), judged here as {_claim_rule()}:", ""] + out
     return out
 
 
@@ -166,7 +182,7 @@ def headline(rows: list[dict[str, str]]) -> str:
     groups = _groups(rs)
     attacks = [a for a in HEADLINE_ATTACKS if any(k[1] == a for k in groups)]
     if not attacks:
-        return "No classroom results yet: `asdkit results --set classroom` computes them."
+        return "\n".join(["No classroom results yet: `asdkit results --set classroom` computes them."] + claim_by_set(rows))
     defenses = [d for d in ("none", "abl", "asd", "dbd", "pipd") if any(k[3] == d for k in groups)]
     lines = ["| defense | " + " | ".join(f"{attack_name(a)}: ACC / ASR %" for a in attacks) + " |", "| --- |" + " --- |" * len(attacks)]
     for d in defenses:
@@ -178,7 +194,24 @@ def headline(rows: list[dict[str, str]]) -> str:
         lines.append(f"| {defense_name(d)} | " + " | ".join(cells) + " |")
     lines += ["", "Classroom scale, medians (range) over seeds; † a seed's ASR means nothing. [results/classroom.md](results/classroom.md) "
                   "says why, with every other column and the machines the runs were measured on."]
-    return "\n".join(lines)
+    return "\n".join(lines + claim_by_set(rows))
+
+
+def claim_by_set(rows: list[dict[str, str]]) -> list[str]:
+    """The README's table of ASD's accuracy claim per result set and attack (:func:`claim_checks`), each set linked to its page."""
+    out = []
+    for name in [n for n in SETS if n != "no-poison"]:
+        for c in claim_checks([r for r in rows if r["set"] == name]):
+            (scale, attack, rate, _, _), ok = c["key"], c["ok"]
+            data = ", ".join(sorted({display_name(r["dataset"]) for r in c["rows"]}))
+            out.append(f"| [{name}](results/{name}.md) | {data} | {scale} | {attack_name(attack)} {100 * float(rate):g} % | {len(c['rows'])} | "
+                       f"{'**holds**' if c['holds'] else 'does not hold'} | {100 * (c['acc'] - c['ref']):+.1f} points {_mark(ok[0])} | "
+                       f"{100 * c['asr']:.1f} % {_mark(ok[1])} | {c['low']['lowest_class']} {100 * c['low_acc']:.1f} % {_mark(ok[2])} |")
+    if not out:
+        return []
+    return ["", f"ASD's accuracy claim (002 §5.2), judged as {_claim_rule()}:", "",
+            "| set | data | scale | attack | seeds | claim | ACC against no defense | ASR | lowest class |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"] + out
 
 
 def with_headline(readme: str, rows: list[dict[str, str]]) -> str:
