@@ -177,7 +177,8 @@ def render(rows: list[dict[str, str]]) -> dict[str, str]:
 
 
 def headline(rows: list[dict[str, str]]) -> str:
-    """The README's headline table: ACC / ASR medians of every defense against BadNets, Blend, WaNet and CLB at classroom scale."""
+    """The README's headline: ACC / ASR medians of every defense against BadNets, Blend, WaNet and CLB at classroom scale, then
+    ASD's accuracy claim per result set (:func:`claim_by_set`)."""
     rs = [r for r in rows if r["set"] == "classroom"]
     groups = _groups(rs)
     attacks = [a for a in HEADLINE_ATTACKS if any(k[1] == a for k in groups)]
