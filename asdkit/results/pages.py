@@ -13,7 +13,7 @@ from ..style import attack_name, defense_name
 from .rows import COLUMNS
 from .sets import SETS
 
-__all__ = ["read_csv", "write_csv_text", "render", "headline", "README_MARKERS", "with_headline", "asd_claim"]
+__all__ = ["read_csv", "write_csv_text", "render", "headline", "README_MARKERS", "with_headline", "asd_claim", "claim_checks", "claim_holds"]
 
 README_MARKERS = ("<!-- results:headline:start -->", "<!-- results:headline:end -->")
 HEADLINE_ATTACKS = ("badnets", "blend", "wanet", "clb")
@@ -106,6 +106,11 @@ def _table(name: str, rows: list[dict]) -> list[str]:
     return lines
 
 
+def claim_holds(acc: float, ref: float, asr: float, lowest: float) -> tuple[bool, bool, bool]:
+    """ASD's accuracy claim (002 §5.2) as three checks: ACC within 3 points of no defense's ``ref``, ASR ≤ 3 %, lowest class ≥ 50 %."""
+    return ref - acc <= ASD_CLAIM["acc_drop"] + 1e-9, asr <= ASD_CLAIM["asr"] + 1e-9, lowest >= ASD_CLAIM["lowest_class"]
+
+
 def claim_checks(rows: list[dict]) -> list[dict]:
     """ASD's accuracy claim per (scale, attack, rate) of ``rows``: median ACC within 3 points of no defense's on the same images
     (the rows' references), median ASR ≤ 3 %, no class of any seed below 50 %; the medians, the lowest class and each check."""
@@ -117,7 +122,7 @@ def claim_checks(rows: list[dict]) -> list[dict]:
         asr = statistics.median(float(r["asr"]) for r in rs)
         low = min(rs, key=lambda r: float(r["lowest_class_acc"] or 1.0))
         low_acc = float(low["lowest_class_acc"] or 1.0)
-        ok = (ref - acc <= ASD_CLAIM["acc_drop"] + 1e-9, asr <= ASD_CLAIM["asr"] + 1e-9, low_acc >= ASD_CLAIM["lowest_class"])
+        ok = claim_holds(acc, ref, asr, low_acc)
         out.append({"key": key, "rows": rs, "acc": acc, "ref": ref, "asr": asr, "low": low, "low_acc": low_acc, "ok": ok, "holds": all(ok)})
     return out
 
