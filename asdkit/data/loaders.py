@@ -11,6 +11,7 @@ Anything else is a path: an ``.npz`` archive or an ImageNet-style image folder.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import warnings
@@ -74,7 +75,17 @@ def class_names(name: str) -> tuple[str, ...] | None:
 
 def classes_of(name: str | os.PathLike) -> tuple[str, ...]:
     """The class names of any data set: a named set's own, else those its ``.npz`` file or folder carries (read from it)."""
-    return class_names(str(name)) or load(name, download=False, resize=False).train.classes
+    named = class_names(str(name))
+    if named:
+        return named
+    path = Path(name).expanduser()
+    return _classes_read(str(path.absolute()), path.stat().st_mtime_ns if path.exists() else None)
+
+
+@functools.lru_cache(maxsize=16)
+def _classes_read(path: str, stamp: int | None) -> tuple[str, ...]:
+    """A file's or folder's class names, read once for each modification time."""
+    return load(path, download=False, resize=False).train.classes
 
 
 def data_dir() -> Path:
