@@ -5,7 +5,7 @@ import numpy as np
 
 from .records import Record
 
-__all__ = ["MEANINGFUL_TARGET_ACC", "COLLAPSED_TARGET_RATE", "class_health", "asr_caveat", "over_seeds", "clean_hard_mask", "isolation_rates", "detection_auroc", "meta_split_separation", "pool_by_true_class", "pool_share", "stage2_separation", "knn_label_agreement",
+__all__ = ["MEANINGFUL_TARGET_ACC", "COLLAPSED_TARGET_RATE", "class_health", "asr_caveat", "over_seeds", "clean_hard_mask", "isolation_rates", "detection_auroc", "meta_split_separation", "pool_by_true_class", "pool_share", "pipd_rounds", "stage2_separation", "knn_label_agreement",
            "feature_neighbourhoods"]
 
 
@@ -147,6 +147,30 @@ def pool_share(record: Record, epoch: int = -1) -> np.ndarray:
     held = np.bincount(true[pool & clean], minlength=classes).astype(float)
     sizes = np.bincount(true[clean], minlength=classes).astype(float)
     return (held / np.maximum(sizes, 1.0)) / (held.sum() / max(sizes.sum(), 1.0))
+
+
+def pipd_rounds(record: Record) -> list[dict[str, int]]:
+    """003 Eq. 9 as counts, for one PIPD record: per round t (0: after pre-isolation), |P_b| and its poison, and the isolated set and its poison.
+
+    P_b is the benign reference of Eq. 4-5 and only grows; a poisoned sample that a round's
+    low class adds to it is counted benign there and, with the authors' output, never
+    isolated again. Where the isolated set misses the poison, these counts say whether it
+    went into P_b (the channels were not the trigger's) or P_p held none to begin with.
+    """
+    rounds = [e for e, m in enumerate(record.metrics) if m.get("phase") == "isolation"]
+    if not rounds:
+        raise ValueError(f"{record!r} has no isolation round; it is not a PIPD record.")
+    is_poison = record.arrays["is_poison"].numpy()
+    p_p = record.epoch_array("p_p", rounds[0]).numpy()
+    first = record.epoch_array("p_b", rounds[0] - 1).numpy()
+    rows = [{"round": 0, "p_p": int(p_p.sum()), "p_p_poisoned": int((p_p & is_poison).sum()), "p_b": int(first.sum()),
+             "p_b_poisoned": int((first & is_poison).sum()), "isolated": 0, "isolated_poisoned": 0}]
+    for e in rounds:
+        p_b, isolated = record.epoch_array("p_b", e).numpy(), ~record.epoch_array("clean_pool", e).numpy()
+        rows.append({"round": int(record.metrics[e]["round"]), "p_p": rows[0]["p_p"], "p_p_poisoned": rows[0]["p_p_poisoned"],
+                     "p_b": int(p_b.sum()), "p_b_poisoned": int((p_b & is_poison).sum()),
+                     "isolated": int(isolated.sum()), "isolated_poisoned": int((isolated & is_poison).sum())})
+    return rows
 
 
 def stage2_separation(record: Record) -> dict[str, float]:

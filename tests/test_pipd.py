@@ -91,6 +91,20 @@ def test_each_round_is_recorded_and_the_benign_pool_only_grows(pipd_run):
     assert all(bool((a <= b).all()) for a, b in zip(p_b, p_b[1:]))  # Eq. 9: P_b^{t+1} ⊇ P_b^t
 
 
+def test_pipd_rounds_counts_what_p_b_and_the_isolated_set_hold_each_round(pipd_run):
+    from asdkit.analysis import pipd_rounds
+
+    summary, _, rec = pipd_run
+    rows, poison = pipd_rounds(rec), rec.arrays["is_poison"]
+    assert [r["round"] for r in rows] == list(range(9))
+    assert rows[0]["p_b"] == round(0.2 * len(poison)) and rows[0]["isolated"] == 0  # P_b^1: the q = 20 % highest LGA losses
+    assert [r["p_b"] for r in rows] == sorted(r["p_b"] for r in rows)  # Eq. 9: P_b only grows
+    last = rows[-1]
+    assert last["isolated_poisoned"] == round(summary["tpr"] * int(poison.sum()))
+    assert last["isolated"] - last["isolated_poisoned"] == round(summary["fpr"] * int((~poison).sum()))
+    assert all(r["p_b_poisoned"] + r["isolated_poisoned"] <= int(poison.sum()) for r in rows)  # the output leaves P_b out
+
+
 def test_a_killed_pipd_run_resumes_identically(runs_env, monkeypatch):
     config = make_config("smoke", defense="pipd", overrides={"train_size": 3000, "budget": 3000, "defense.rounds": 3,
                                                               "defense.train_epochs": 1})
