@@ -513,7 +513,7 @@ def test_seed_samples_validates(kwargs, parameter):
         seed_samples(args.pop("labels"), args.pop("per_class"), **args)
 
 
-def test_classes_of_reads_a_files_own_names_and_a_named_sets(tmp_path):
+def test_classes_of_reads_a_files_own_names_and_a_named_sets(tmp_path, monkeypatch):
     from asdkit.data import classes_of
 
     assert classes_of("fashion-mnist")[6] == "Shirt"
@@ -524,6 +524,9 @@ def test_classes_of_reads_a_files_own_names_and_a_named_sets(tmp_path):
     np.savez(path, x_train=x, y_train=np.array([0, 1, 0, 1]), x_test=x, y_test=np.array([0, 1, 1, 0]), classes=np.array(["ox", "yak"]))
     os.utime(path, ns=(0, path.stat().st_mtime_ns + 1))  # a rewritten file is read again, even within one clock tick
     assert classes_of(path) == ("ox", "yak")
+    monkeypatch.setenv("ASDKIT_DATA", str(tmp_path))
+    monkeypatch.chdir(tmp_path.parent)
+    assert classes_of("two.npz") == ("ox", "yak")  # a relative name is also looked for in the data dir, as load does
 
 
 def test_class_names_of_named_sets_and_none_for_files():

@@ -78,8 +78,10 @@ def classes_of(name: str | os.PathLike) -> tuple[str, ...]:
     named = class_names(str(name))
     if named:
         return named
-    path = Path(name).expanduser()
-    return _classes_read(str(path.absolute()), path.stat().st_mtime_ns if path.exists() else None)
+    kind, what = _resolve(name, data_dir())  # a path as given, else inside the data dir, as load finds it
+    if kind == "named":
+        return load(name, download=False, resize=False).train.classes
+    return _classes_read(str(Path(what).absolute()), Path(what).stat().st_mtime_ns)
 
 
 @functools.lru_cache(maxsize=16)
