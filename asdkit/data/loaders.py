@@ -85,7 +85,7 @@ def classes_of(name: str | os.PathLike) -> tuple[str, ...]:
 
 
 @functools.lru_cache(maxsize=16)
-def _classes_read(path: str, stamp: int | None) -> tuple[str, ...]:
+def _classes_read(path: str, stamp: int) -> tuple[str, ...]:
     """A file's or folder's class names, read once for each modification time."""
     return load(path, download=False, resize=False).train.classes
 
